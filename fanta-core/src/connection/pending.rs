@@ -1,0 +1,218 @@
+//! The in-flight table of one connection: request ids and the callers waiting on them.
+//!
+//! A request id packs a slot index into its low 20 bits (stored plus one, so an id is never 0)
+//! and the slot's generation into its high 12 bits. A slot is freed only when the server has
+//! answered its id or the connection has closed, so an id is never reused while the server may
+//! still send a response for it. The generation bits make a stray response from a misbehaving
+//! server (an answer sent twice) miss the slot's next occupant instead of reaching it.
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+
+/// Largest number of requests one connection can have in flight: the ids' 20 index bits.
+pub const MAX_SLOTS: u32 = (1 << INDEX_BITS) - 1;
+
+const INDEX_BITS: u32 = 20;
+const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+const GENERATION_MASK: u32 = (1 << (32 - INDEX_BITS)) - 1;
+const NO_FREE_SLOT: u32 = u32::MAX;
+
+pub type ResponseSender = oneshot::Sender<Result<Bytes, Error>>;
+
+enum SlotState {
+    Free {
+        next_free: u32,
+    },
+    /// A caller waits for the response.
+    Waiting(ResponseSender),
+    /// The caller gave up (timeout or cancellation); the server still owes a response.
+    Abandoned,
+}
+
+struct Slot {
+    generation: u32,
+    state: SlotState,
+}
+
+/// What a response's id resolved to.
+pub enum Taken {
+    Waiting(ResponseSender),
+    Abandoned,
+    /// The id is not in flight: never sent, already answered, or from an old generation.
+    Unknown,
+}
+
+pub struct PendingTable {
+    slots: Vec<Slot>,
+    free_head: u32,
+    occupied: u32,
+}
+
+impl PendingTable {
+    pub fn new() -> PendingTable {
+        PendingTable {
+            slots: Vec::new(),
+            free_head: NO_FREE_SLOT,
+            occupied: 0,
+        }
+    }
+
+    /// Slots that are waiting or abandoned; what the server counts as in flight.
+    pub fn occupied(&self) -> u32 {
+        self.occupied
+    }
+
+    /// Stores `sender` in a free slot and returns the request id for it.
+    ///
+    /// The caller checks capacity first; at most [`MAX_SLOTS`] slots exist.
+    pub fn insert(&mut self, sender: ResponseSender) -> u32 {
+        let index = if self.free_head != NO_FREE_SLOT {
+            let index = self.free_head;
+            let slot = &mut self.slots[index as usize];
+            self.free_head = match slot.state {
+                SlotState::Free { next_free } => next_free,
+                _ => unreachable!("free list points at an occupied slot"),
+            };
+            slot.state = SlotState::Waiting(sender);
+            index
+        } else {
+            let index = self.slots.len() as u32;
+            assert!(index < MAX_SLOTS, "in-flight table is full");
+            self.slots.push(Slot {
+                generation: 0,
+                state: SlotState::Waiting(sender),
+            });
+            index
+        };
+
+        self.occupied += 1;
+        let generation = self.slots[index as usize].generation;
+        (generation << INDEX_BITS) | (index + 1)
+    }
+
+    /// Frees the slot of `id` and returns what it held.
+    pub fn take(&mut self, id: u32) -> Taken {
+        let Some(index) = self.index_of(id) else {
+            return Taken::Unknown;
+        };
+
+        let slot = &mut self.slots[index as usize];
+        let previous = std::mem::replace(
+            &mut slot.state,
+            SlotState::Free {
+                next_free: self.free_head,
+            },
+        );
+        slot.generation = (slot.generation + 1) & GENERATION_MASK;
+        self.free_head = index;
+        self.occupied -= 1;
+
+        match previous {
+            SlotState::Waiting(sender) => Taken::Waiting(sender),
+            SlotState::Abandoned => Taken::Abandoned,
+            SlotState::Free { .. } => unreachable!("index_of returned a free slot"),
+        }
+    }
+
+    /// Marks the request `id` as abandoned by its caller. The slot stays occupied until the
+    /// server answers or the connection closes.
+    pub fn abandon(&mut self, id: u32) {
+        if let Some(index) = self.index_of(id) {
+            let slot = &mut self.slots[index as usize];
+            if matches!(slot.state, SlotState::Waiting(_)) {
+                slot.state = SlotState::Abandoned;
+            }
+        }
+    }
+
+    /// Empties the table and returns the senders of every waiting caller.
+    pub fn drain(&mut self) -> Vec<ResponseSender> {
+        let mut waiting = Vec::with_capacity(self.occupied as usize);
+        for slot in self.slots.drain(..) {
+            if let SlotState::Waiting(sender) = slot.state {
+                waiting.push(sender);
+            }
+        }
+        self.free_head = NO_FREE_SLOT;
+        self.occupied = 0;
+        waiting
+    }
+
+    fn index_of(&self, id: u32) -> Option<u32> {
+        let stored = id & INDEX_MASK;
+        if stored == 0 {
+            return None;
+        }
+        let index = stored - 1;
+        let slot = self.slots.get(index as usize)?;
+        let occupied = !matches!(slot.state, SlotState::Free { .. });
+        (occupied && slot.generation == id >> INDEX_BITS).then_some(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sender() -> (ResponseSender, oneshot::Receiver<Result<Bytes, Error>>) {
+        oneshot::channel()
+    }
+
+    #[test]
+    fn ids_are_nonzero_and_distinct() {
+        let mut table = PendingTable::new();
+        let mut ids: Vec<u32> = (0..100).map(|_| table.insert(sender().0)).collect();
+        assert!(ids.iter().all(|&id| id != 0));
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 100);
+        assert_eq!(table.occupied(), 100);
+    }
+
+    #[test]
+    fn reused_slot_gets_new_id() {
+        let mut table = PendingTable::new();
+        let first = table.insert(sender().0);
+        assert!(matches!(table.take(first), Taken::Waiting(_)));
+        let second = table.insert(sender().0);
+        assert_ne!(first, second);
+        assert!(matches!(table.take(first), Taken::Unknown));
+        assert!(matches!(table.take(second), Taken::Waiting(_)));
+    }
+
+    #[test]
+    fn abandoned_slot_is_held_until_answered() {
+        let mut table = PendingTable::new();
+        let id = table.insert(sender().0);
+        table.abandon(id);
+        assert_eq!(table.occupied(), 1);
+
+        let other = table.insert(sender().0);
+        assert_ne!(other, id);
+        assert!(matches!(table.take(id), Taken::Abandoned));
+        assert_eq!(table.occupied(), 1);
+    }
+
+    #[test]
+    fn drain_returns_only_waiting_senders() {
+        let mut table = PendingTable::new();
+        let kept = table.insert(sender().0);
+        let dropped = table.insert(sender().0);
+        table.abandon(dropped);
+        assert_eq!(table.drain().len(), 1);
+        assert_eq!(table.occupied(), 0);
+        assert!(matches!(table.take(kept), Taken::Unknown));
+    }
+
+    #[test]
+    fn generation_wraps_without_producing_zero() {
+        let mut table = PendingTable::new();
+        for _ in 0..(GENERATION_MASK + 5) {
+            let id = table.insert(sender().0);
+            assert_ne!(id, 0);
+            assert!(matches!(table.take(id), Taken::Waiting(_)));
+        }
+    }
+}

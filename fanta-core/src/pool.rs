@@ -1,0 +1,484 @@
+//! The routing pool: the public front of the crate.
+//!
+//! A [`Pool`] owns one supervisor task per connection slot (see [`crate::supervisor`]), the
+//! registry group its live connections register in, the routing strategy and the counters. A
+//! request never goes through a central task: the caller loads the registry snapshot, the
+//! strategy picks a connection, and the caller queues its frame on that connection directly.
+//!
+//! # Lifecycle
+//!
+//! [`Pool::open`] returns at once; connections are made in the background, so a pool may be
+//! opened before its server is up. Requests made while nothing is connected wait for a
+//! connection up to their deadline, or fail at once with [`Error::NoConnection`] if the pool is
+//! configured not to wait.
+//!
+//! [`Pool::close`], or dropping the pool, stops every supervisor and session task, fails every
+//! request in flight with [`Error::PoolClosed`] before it returns, and makes later requests fail
+//! with the same error. Closing does not block on the runtime, so it is safe from any thread,
+//! from inside an async task and in a forked child.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::config::{validate_timeout, PoolConfig};
+use crate::connection::{Connection, PendingRequest, Rejected};
+use crate::error::Error;
+use crate::registry::Group;
+use crate::runtime::{self, RuntimeHandle};
+use crate::shutdown::Shutdown;
+use crate::stats::{ConnectionStats, Counters, Stats};
+use crate::strategy::Strategy;
+use crate::supervisor::{supervise, Slot};
+
+/// A pool of multiplexed connections that routes each request to one of them.
+///
+/// `Pool` is `Send + Sync`; share it between threads or tasks behind an `Arc`. Dropping it
+/// closes it, as [`Pool::close`] does.
+pub struct Pool {
+    shared: Arc<PoolShared>,
+}
+
+/// The state shared by the pool handle, its supervisors and in-progress requests.
+pub(crate) struct PoolShared {
+    pub(crate) config: PoolConfig,
+    pub(crate) group: Group<Arc<Connection>>,
+    strategy: Arc<dyn Strategy>,
+    slots: Vec<Arc<Slot>>,
+    pub(crate) shutdown: Arc<Shutdown>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) runtime: RuntimeHandle,
+}
+
+impl Pool {
+    /// Validates `config`, starts one supervisor per connection slot and returns the pool.
+    ///
+    /// Returns before any connection is made.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the first invalid setting.
+    pub fn open(config: PoolConfig) -> Result<Pool, Error> {
+        let strategy = config.validate()?;
+        let runtime = runtime::handle();
+
+        let slots: Vec<Arc<Slot>> = config
+            .addresses
+            .iter()
+            .flat_map(|address| std::iter::repeat_n(address, config.connections_per_address))
+            .enumerate()
+            .map(|(index, address)| Arc::new(Slot::new(index, address.clone())))
+            .collect();
+
+        let shared = Arc::new(PoolShared {
+            config,
+            group: Group::standalone(),
+            strategy,
+            slots,
+            shutdown: Arc::new(Shutdown::new()),
+            counters: Arc::new(Counters::default()),
+            runtime,
+        });
+
+        for slot in &shared.slots {
+            shared
+                .runtime
+                .handle()
+                .spawn(supervise(shared.clone(), slot.clone()));
+        }
+        Ok(Pool { shared })
+    }
+
+    /// Sends `payload` with the pool's default deadline and returns the response payload.
+    ///
+    /// The returned future can be awaited on any executor: it runs its timer on the library's
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// Every [`Error`] kind except [`Error::BlockingInRuntime`]; see each variant.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes abandons the request. If its frame was already
+    /// queued, the server still answers it; that answer is dropped and counted as a late
+    /// response, and its id stays reserved until then, so it never reaches another caller.
+    pub fn request<'a, P>(&'a self, payload: P) -> RequestFuture<'a>
+    where
+        P: AsRef<[u8]> + Send + 'a,
+    {
+        self.request_with_timeout(payload, self.shared.config.timeout)
+    }
+
+    /// Like [`Pool::request`], with a deadline of `timeout` from now instead of the default.
+    pub fn request_with_timeout<'a, P>(&'a self, payload: P, timeout: Duration) -> RequestFuture<'a>
+    where
+        P: AsRef<[u8]> + Send + 'a,
+    {
+        let shared = &self.shared;
+        InRuntime {
+            runtime: shared.runtime.clone(),
+            inner: Box::pin(async move { shared.request(payload.as_ref(), timeout).await }),
+        }
+    }
+
+    /// Sends `payload` and blocks the calling thread until the response or an error.
+    ///
+    /// Many threads may call this at once; none needs a runtime of its own. `timeout` of
+    /// `None` uses the pool's default deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BlockingInRuntime`] when called from a thread that runs a tokio runtime (an
+    /// async task, or a completion callback of [`Pool::submit`]): blocking there could stall
+    /// the tasks that would complete the request. Otherwise as [`Pool::request`].
+    pub fn request_blocking(
+        &self,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Bytes, Error> {
+        if runtime::in_runtime_context() {
+            self.shared
+                .counters
+                .record_error(Error::BlockingInRuntime.kind());
+            return Err(Error::BlockingInRuntime);
+        }
+        if self.shared.runtime.is_stale() {
+            return Err(Error::Forked);
+        }
+
+        let timeout = timeout.unwrap_or(self.shared.config.timeout);
+        self.shared
+            .runtime
+            .handle()
+            .block_on(self.shared.request(payload, timeout))
+    }
+
+    /// Starts a request in the background and calls `on_complete` with its result.
+    ///
+    /// `on_complete` runs exactly once, on one of the library runtime's threads, unless this
+    /// returns an error, in which case it is dropped without being called. It must not block:
+    /// blocking calls on this or any pool from inside it fail with
+    /// [`Error::BlockingInRuntime`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for an invalid `timeout`, [`Error::PoolClosed`] if the pool
+    /// is closed, [`Error::Forked`] in a forked child.
+    pub fn submit<F>(
+        &self,
+        payload: impl Into<Bytes>,
+        timeout: Option<Duration>,
+        on_complete: F,
+    ) -> Result<RequestHandle, Error>
+    where
+        F: FnOnce(Result<Bytes, Error>) + Send + 'static,
+    {
+        if self.shared.runtime.is_stale() {
+            return Err(Error::Forked);
+        }
+        let timeout = timeout.unwrap_or(self.shared.config.timeout);
+        validate_timeout("timeout", timeout)?;
+        if self.shared.shutdown.is_triggered() {
+            return Err(Error::PoolClosed);
+        }
+
+        let shared = self.shared.clone();
+        let payload = payload.into();
+        let mut completion = Completion(Some(on_complete));
+        let task = self.shared.runtime.handle().spawn(async move {
+            let result = shared.request(&payload, timeout).await;
+            completion.complete(result);
+        });
+        Ok(RequestHandle {
+            abort: task.abort_handle(),
+        })
+    }
+
+    /// Closes the pool: stops reconnecting, closes every connection and fails every request in
+    /// flight or waiting for a connection with [`Error::PoolClosed`] before returning.
+    ///
+    /// Idempotent. Does not wait for the background tasks to exit; they stop on their own
+    /// shortly after.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.shutdown.is_triggered()
+    }
+
+    /// Returns a snapshot of the pool's counters and connections.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Connections now registered and routable.
+    pub fn connected(&self) -> usize {
+        self.shared.group.len()
+    }
+
+    /// Waits until at least `count` connections are routable, or `timeout` passes.
+    /// Returns whether the count was reached.
+    pub async fn wait_connected(&self, count: usize, timeout: Duration) -> bool {
+        let group = &self.shared.group;
+        let wait = async {
+            loop {
+                let changed = group.changed();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if group.len() >= count {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let runtime = self.shared.runtime.clone();
+        InRuntime {
+            runtime,
+            inner: Box::pin(async move { tokio::time::timeout(timeout, wait).await.is_ok() }),
+        }
+        .await
+    }
+
+    /// Blocking form of [`Pool::wait_connected`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BlockingInRuntime`] inside a tokio runtime.
+    pub fn wait_connected_blocking(&self, count: usize, timeout: Duration) -> Result<bool, Error> {
+        if runtime::in_runtime_context() {
+            return Err(Error::BlockingInRuntime);
+        }
+        if self.shared.runtime.is_stale() {
+            return Err(Error::Forked);
+        }
+        Ok(self
+            .shared
+            .runtime
+            .handle()
+            .block_on(self.wait_connected(count, timeout)))
+    }
+
+    /// The configuration the pool was opened with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    /// The registry group the pool's connections are registered in.
+    pub fn registry_group(&self) -> &Group<Arc<Connection>> {
+        &self.shared.group
+    }
+
+    /// The strategy routing this pool's requests.
+    pub fn strategy(&self) -> &Arc<dyn Strategy> {
+        &self.shared.strategy
+    }
+
+    /// Makes the session task of slot `slot` panic, to exercise supervision in tests.
+    #[doc(hidden)]
+    pub fn inject_session_panic(&self, slot: usize) {
+        if let Some(connection) = self.shared.slots.get(slot).and_then(|s| s.current()) {
+            connection.inject_panic();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("addresses", &self.shared.config.addresses)
+            .field("connected", &self.connected())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl PoolShared {
+    /// Routes and sends one request and waits for its answer, all within `timeout`.
+    async fn request(&self, payload: &[u8], timeout: Duration) -> Result<Bytes, Error> {
+        let result = self.request_unrecorded(payload, timeout).await;
+        match &result {
+            Ok(_) => self.counters.record_success(),
+            Err(error) => self.counters.record_error(error.kind()),
+        }
+        result
+    }
+
+    async fn request_unrecorded(&self, payload: &[u8], timeout: Duration) -> Result<Bytes, Error> {
+        if self.runtime.is_stale() {
+            return Err(Error::Forked);
+        }
+        validate_timeout("timeout", timeout)?;
+        let deadline = Instant::now() + timeout;
+
+        // Fast path: a routable connection exists, so no timer is armed for routing.
+        let pending = match self.try_route(payload)? {
+            Some(pending) => pending,
+            None => {
+                if !self.config.wait_for_connection {
+                    return Err(Error::NoConnection);
+                }
+                match tokio::time::timeout_at(deadline, self.wait_and_route(payload)).await {
+                    Ok(routed) => routed?,
+                    Err(_) => return Err(Error::NoConnection),
+                }
+            }
+        };
+
+        match tokio::time::timeout_at(deadline, pending.response()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// Picks a connection and queues the request on it, or returns `None` if none has room.
+    #[inline]
+    fn try_route(&self, payload: &[u8]) -> Result<Option<PendingRequest>, Error> {
+        if self.shutdown.is_triggered() {
+            return Err(Error::PoolClosed);
+        }
+
+        let snapshot = self.group.load();
+        // A pick can race with a GOAWAY, a close or other callers filling the connection; each
+        // failed attempt re-picks, and a bounded number of attempts keeps this loop finite.
+        for _ in 0..snapshot.len() {
+            let Some(index) = self.strategy.pick(&snapshot) else {
+                return Ok(None);
+            };
+            match snapshot[index].value().start_request(payload) {
+                Ok(pending) => return Ok(Some(pending)),
+                Err(Rejected::Unavailable) => continue,
+                Err(Rejected::Invalid(error)) => return Err(error),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits for registry changes (or freed capacity) until a connection takes the request.
+    async fn wait_and_route(&self, payload: &[u8]) -> Result<PendingRequest, Error> {
+        loop {
+            let changed = self.group.changed();
+            tokio::pin!(changed);
+            // Registered before the retry, so a change between the retry and the await wakes us.
+            changed.as_mut().enable();
+
+            if let Some(pending) = self.try_route(payload)? {
+                return Ok(pending);
+            }
+            changed.await;
+        }
+    }
+
+    fn close(&self) {
+        if self.runtime.is_stale() {
+            // In a forked child, the parent's threads may have held the connection locks at the
+            // moment of the fork; touching them could deadlock. Mark the pool closed and leave
+            // the copied state alone.
+            self.shutdown.trigger();
+            return;
+        }
+
+        let first = !self.shutdown.is_triggered();
+        self.shutdown.trigger();
+        for slot in &self.slots {
+            if let Some(connection) = slot.current() {
+                connection.close(Error::PoolClosed);
+            }
+        }
+        self.group.wake_waiters();
+        if first {
+            tracing::debug!(slots = self.slots.len(), "pool closed");
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let connections: Vec<ConnectionStats> = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let current = slot.current();
+                ConnectionStats {
+                    address: slot.address.clone(),
+                    state: slot.state(),
+                    in_flight: current.as_ref().map_or(0, |c| c.in_flight()),
+                    completed: current.as_ref().map_or(0, |c| c.completed()),
+                }
+            })
+            .collect();
+
+        Stats {
+            configured: self.slots.len(),
+            connected: self.group.len(),
+            in_flight: connections.iter().map(|c| u64::from(c.in_flight)).sum(),
+            completed: self.counters.completed(),
+            errors: self.counters.errors(),
+            reconnects: self.counters.reconnects(),
+            late_responses: self.counters.late_responses(),
+            connections,
+        }
+    }
+}
+
+/// Calls a completion exactly once: with the result, or with [`Error::Cancelled`] if the task
+/// that owns it is dropped first (aborted, or its runtime torn down).
+struct Completion<F: FnOnce(Result<Bytes, Error>)>(Option<F>);
+
+impl<F: FnOnce(Result<Bytes, Error>)> Completion<F> {
+    fn complete(&mut self, result: Result<Bytes, Error>) {
+        if let Some(callback) = self.0.take() {
+            callback(result);
+        }
+    }
+}
+
+impl<F: FnOnce(Result<Bytes, Error>)> Drop for Completion<F> {
+    fn drop(&mut self) {
+        self.complete(Err(Error::Cancelled));
+    }
+}
+
+/// A request started with [`Pool::submit`].
+#[derive(Debug)]
+pub struct RequestHandle {
+    abort: tokio::task::AbortHandle,
+}
+
+impl RequestHandle {
+    /// Cancels the request. Its completion runs with [`Error::Cancelled`] unless it has already
+    /// run; a response that arrives later is dropped and counted.
+    pub fn cancel(&self) {
+        self.abort.abort();
+    }
+}
+
+/// The future returned by [`Pool::request`].
+pub type RequestFuture<'a> = InRuntime<'a, Result<Bytes, Error>>;
+
+/// A future that enters the library runtime on each poll, so that its timers work on any
+/// executor.
+#[must_use = "futures do nothing unless awaited"]
+pub struct InRuntime<'a, T> {
+    runtime: RuntimeHandle,
+    inner: Pin<Box<dyn Future<Output = T> + Send + 'a>>,
+}
+
+impl<T> Future for InRuntime<'_, T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let _entered = self.runtime.handle().enter();
+        self.inner.as_mut().poll(cx)
+    }
+}
