@@ -351,8 +351,8 @@ impl PoolShared {
         }
 
         let snapshot = self.group.load();
-        // A pick can race with a GOAWAY, a close or other callers filling the connection; each
-        // failed attempt re-picks, and a bounded number of attempts keeps this loop finite.
+        // A pick can race with a GOAWAY, a close or other callers filling the connection, so a
+        // failed attempt picks again. At most one attempt per entry keeps the loop finite.
         for _ in 0..snapshot.len() {
             let Some(index) = self.strategy.pick(&snapshot) else {
                 return Ok(None);

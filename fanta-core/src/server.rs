@@ -82,7 +82,7 @@ impl ServerConfig {
     }
 }
 
-/// What a connection's control channel tells its task to do.
+/// An instruction sent to a connection task over its control channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Command {
     Serve,
@@ -318,8 +318,8 @@ async fn serve_connection(
         }
     };
 
-    // Let the writer flush what is queued (the final ERROR or the last answers) and shut its
-    // half down; a peer that stopped reading gets a bounded wait, then the socket is dropped.
+    // Let the writer flush what is queued (the final ERROR or the last responses) and shut its
+    // half down. A peer that stopped reading gets a bounded wait, then the socket is dropped.
     outbox.closing.store(true, Ordering::Release);
     outbox.ready.notify_one();
     if tokio::time::timeout(WRITER_FLUSH_TIMEOUT, &mut writer_task)

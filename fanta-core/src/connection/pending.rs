@@ -36,7 +36,7 @@ struct Slot {
     state: SlotState,
 }
 
-/// What a response's id resolved to.
+/// The contents of the slot that a response's id resolved to.
 pub enum Taken {
     Waiting(ResponseSender),
     Abandoned,

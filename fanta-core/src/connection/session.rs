@@ -36,7 +36,7 @@ pub(crate) struct Handshake {
     pub leftover: BytesMut,
 }
 
-/// Why a connection attempt failed, for logs; the pool never returns it to a caller.
+/// The cause of a failed connection attempt. It is only logged, never returned to a caller.
 #[derive(Debug)]
 pub(crate) enum HandshakeError {
     Connect(std::io::Error),
@@ -126,8 +126,8 @@ async fn handshake_inner(addr: &str, decoder: &Decoder) -> Result<Handshake, Han
 /// Serves `connection` over `stream` until it ends, and returns the cause.
 ///
 /// Registers the connection in `group` for the session's lifetime. When this returns, or when
-/// the task running it panics or is aborted, the registration is gone; the supervisor then calls
-/// [`Connection::close`] again, which fails any callers a panic left waiting.
+/// the task running it panics or is aborted, the registration is gone. The supervisor then calls
+/// [`Connection::close`] again, which fails any callers that a panic left waiting.
 pub(crate) async fn run_session(
     stream: TcpStream,
     leftover: BytesMut,
