@@ -103,7 +103,11 @@ pub(crate) async fn supervise(pool: Arc<PoolShared>, slot: Arc<Slot>) {
         let delay = backoff.delay(attempt);
         attempt = attempt.saturating_add(1);
         slot.set_state(ConnectionState::Backoff);
-        tracing::debug!(addr = %slot.address, conn = slot.index, delay_ms = delay.as_millis() as u64, attempt, "reconnecting after delay");
+        if attempt <= WARN_FAILURES {
+            tracing::info!(addr = %slot.address, conn = slot.index, delay_ms = delay.as_millis() as u64, attempt, "reconnecting after delay");
+        } else {
+            tracing::debug!(addr = %slot.address, conn = slot.index, delay_ms = delay.as_millis() as u64, attempt, "reconnecting after delay");
+        }
 
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

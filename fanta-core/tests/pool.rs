@@ -686,3 +686,102 @@ fn dropping_pool_without_close_fails_waiters() {
     assert!(results.iter().all(|r| *r == Err(Error::PoolClosed)));
     assert!(dropped_at.elapsed() < Duration::from_millis(100));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_error_frame_fails_in_flight_as_disconnected() {
+    let server = RawServer::bind().await;
+    let pool = Pool::open(
+        PoolConfig::new([server.address.as_str()])
+            .connections_per_address(1)
+            .backoff(fast_backoff()),
+    )
+    .unwrap();
+
+    let request = pool.request(b"doomed");
+    let serve = async {
+        let mut stream = server.accept_with_hello(0).await;
+        let _request = read_frame(&mut stream).await;
+        write_frame(&mut stream, FrameKind::Error as u8, 0, b"shutting down").await;
+        stream
+    };
+    let (result, _stream) = tokio::join!(request, serve);
+    match result {
+        Err(Error::Disconnected(cause)) => assert!(cause.contains("shutting down"), "{cause}"),
+        other => panic!("expected a disconnect, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_ping_gets_pong_with_same_payload() {
+    let server = RawServer::bind().await;
+    let pool = open_pool(&server.address, 1);
+    let mut stream = server.accept_with_hello(0).await;
+
+    write_frame(&mut stream, FrameKind::Ping as u8, 77, b"are you there").await;
+    let (kind, id, payload) = read_frame(&mut stream).await.unwrap();
+    assert_eq!(kind, FrameKind::Pong as u8);
+    assert_eq!(id, 77);
+    assert_eq!(payload, b"are you there");
+    assert_eq!(pool.connected(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_hello_version_is_never_registered() {
+    let server = RawServer::bind().await;
+    let pool = Pool::open(
+        PoolConfig::new([server.address.as_str()])
+            .connections_per_address(1)
+            .wait_for_connection(false)
+            .backoff(fast_backoff()),
+    )
+    .unwrap();
+
+    for _ in 0..3 {
+        let (mut stream, _) = server.listener.accept().await.unwrap();
+        let _hello = read_frame(&mut stream).await;
+        let mut payload = fanta_core::protocol::ServerHello {
+            version: 2,
+            max_frame_length: 1 << 20,
+            max_in_flight: 0,
+        }
+        .encode();
+        payload[1] = 2;
+        write_frame(&mut stream, FrameKind::Hello as u8, 0, &payload).await;
+        // The client closes the connection instead of registering it.
+        assert!(read_frame(&mut stream).await.is_none());
+        assert_eq!(pool.connected(), 0);
+    }
+    assert_eq!(pool.request(b"x").await, Err(Error::NoConnection));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_server_survives_malformed_client() {
+    let server = ServerProcess::start(&["--listen", "127.0.0.1:0"]);
+    let pool = open_pool(&server.address, 2);
+    assert!(pool.wait_connected(2, Duration::from_secs(5)).await);
+
+    let bad_inputs: [&[u8]; 3] = [
+        &[0, 0, 0, 1, 0],
+        &[0, 0, 0, 5, 99, 0, 0, 0, 0],
+        &[0, 0, 0, 7, 1, 0, 0, 0, 1, b'h', b'i'],
+    ];
+    for bad in bad_inputs {
+        let mut stream = tokio::net::TcpStream::connect(&server.address)
+            .await
+            .unwrap();
+        use tokio::io::AsyncWriteExt;
+        stream.write_all(bad).await.unwrap();
+        let (kind, id, _message) = read_frame(&mut stream).await.expect("ERROR frame");
+        assert_eq!(kind, FrameKind::Error as u8);
+        assert_eq!(id, 0);
+        assert!(
+            read_frame(&mut stream).await.is_none(),
+            "server kept the connection"
+        );
+    }
+
+    assert_eq!(
+        &pool.request(b"still here").await.unwrap()[..],
+        b"still here"
+    );
+}
