@@ -225,6 +225,10 @@ impl Pool {
 
     /// Waits until at least `count` connections are routable, or `timeout` passes.
     /// Returns whether the count was reached.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future only stops the wait; it changes nothing in the pool.
     pub async fn wait_connected(&self, count: usize, timeout: Duration) -> bool {
         let group = &self.shared.group;
         let wait = async {

@@ -117,7 +117,10 @@ impl PendingTable {
     }
 
     /// Marks the request `id` as abandoned by its caller. The slot stays occupied until the
-    /// server answers or the connection closes.
+    /// server responds or the connection closes.
+    ///
+    /// NOTE: a connected server that never responds fills the table with abandoned slots; the
+    /// connection then stays full, and unroutable, until it disconnects.
     pub fn abandon(&mut self, id: u32) {
         if let Some(index) = self.index_of(id) {
             let slot = &mut self.slots[index as usize];
