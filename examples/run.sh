@@ -25,3 +25,6 @@ echo "fanta-server listening on $address"
 echo
 
 target/release/examples/main_job --address "$address" "$@"
+
+echo
+examples/python/run.sh --address "$address"
