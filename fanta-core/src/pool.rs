@@ -32,7 +32,7 @@ use crate::error::Error;
 use crate::registry::Group;
 use crate::runtime::{self, RuntimeHandle};
 use crate::shutdown::Shutdown;
-use crate::stats::{ConnectionStats, Counters, Stats};
+use crate::stats::{ConnectionState, ConnectionStats, Counters, Stats};
 use crate::strategy::Strategy;
 use crate::supervisor::{supervise, Slot};
 
@@ -408,14 +408,21 @@ impl PoolShared {
     }
 
     fn stats(&self) -> Stats {
+        // In a forked child the slot locks may be held by parent threads that no longer exist,
+        // so the per-connection figures are not read there.
+        let forked = self.runtime.is_stale();
         let connections: Vec<ConnectionStats> = self
             .slots
             .iter()
             .map(|slot| {
-                let current = slot.current();
+                let current = if forked { None } else { slot.current() };
                 ConnectionStats {
                     address: slot.address.clone(),
-                    state: slot.state(),
+                    state: if forked {
+                        ConnectionState::Closed
+                    } else {
+                        slot.state()
+                    },
                     in_flight: current.as_ref().map_or(0, |c| c.in_flight()),
                     completed: current.as_ref().map_or(0, |c| c.completed()),
                 }
@@ -424,7 +431,7 @@ impl PoolShared {
 
         Stats {
             configured: self.slots.len(),
-            connected: self.group.len(),
+            connected: if forked { 0 } else { self.group.len() },
             in_flight: connections.iter().map(|c| u64::from(c.in_flight)).sum(),
             completed: self.counters.completed(),
             errors: self.counters.errors(),

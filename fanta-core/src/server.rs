@@ -213,11 +213,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ServerShared>) {
             Ok((stream, peer)) => {
                 let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
                 let (sender, receiver) = watch::channel(Command::Serve);
-                shared
-                    .connections
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, sender);
+                {
+                    let mut connections =
+                        shared.connections.lock().unwrap_or_else(|p| p.into_inner());
+                    // Checked under the lock that shutdown's sweep takes, so a connection
+                    // accepted while the server stops is either swept or never registered.
+                    if shared.shutdown.is_triggered() {
+                        break;
+                    }
+                    connections.insert(id, sender);
+                }
                 tokio::spawn(serve_connection(stream, peer, id, receiver, shared.clone()));
             }
             Err(error) => {
@@ -300,6 +305,10 @@ async fn serve_connection(
                 Ok(_) => {}
                 Err(_) => break "read failed",
             },
+            _ = shared.shutdown.wait() => {
+                writer_task.abort();
+                break "server shut down";
+            }
             changed = control.changed() => {
                 let command = if changed.is_ok() { control.borrow().clone() } else { Command::Drop };
                 match command {

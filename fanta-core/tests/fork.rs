@@ -47,6 +47,10 @@ fn run_child(inherited: &fanta_core::Pool, address: &str) -> i32 {
     if inherited.request_blocking(b"child", None) != Err(Error::Forked) {
         return CHILD_OLD_POOL_NOT_FORKED;
     }
+    // Reading stats must not touch locks that the parent's threads may have held.
+    if inherited.stats().connected != 0 {
+        return CHILD_OLD_POOL_NOT_FORKED;
+    }
     let fresh = open_pool(address, 1);
     match fresh.request_blocking(b"fresh", Some(Duration::from_secs(5))) {
         Ok(response) if &response[..] == b"fresh" => CHILD_OK,

@@ -785,3 +785,29 @@ async fn reference_server_survives_malformed_client() {
         b"still here"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_shutdown_closes_every_connection() {
+    for round in 0..20 {
+        let server = Server::bind(ServerConfig::loopback()).await.unwrap();
+        let pool = open_pool(&server.local_addr().to_string(), 4);
+        assert!(
+            pool.wait_connected(4, Duration::from_secs(5)).await,
+            "round {round}"
+        );
+
+        // The pool keeps reconnecting with a short backoff while the server stops.
+        server.drop_all_connections();
+        server.shutdown();
+        assert!(
+            eventually(Duration::from_secs(1), || pool.connected() == 0).await,
+            "round {round}: connections still registered after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            pool.connected(),
+            0,
+            "round {round}: a connection was accepted after shutdown"
+        );
+    }
+}
