@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release -p fanta-core --bin fanta-server --example main_job
+cargo build --release -p fanta-ffi
 
 server_output=$(mktemp)
 target/release/fanta-server --listen 127.0.0.1:0 >"$server_output" &
@@ -25,6 +26,9 @@ echo "fanta-server listening on $address"
 echo
 
 target/release/examples/main_job --address "$address" "$@"
+
+echo
+examples/c/run.sh "$address"
 
 echo
 examples/python/run.sh --address "$address"

@@ -23,6 +23,7 @@ step "Rust tests (fanta-core, fanta-ffi)"
 cargo test --release -p fanta-core -p fanta-ffi
 
 step "C tests"
+cargo build --release -p fanta-ffi
 tests/c/run.sh
 
 step "Python tests"
