@@ -30,7 +30,9 @@ pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 1024;
 pub struct Backoff {
     /// Upper bound of the first delay. Default 50 ms; at least 1 ms.
     pub initial: Duration,
-    /// Upper bound of every delay. Default 5 s; at least `initial`.
+    /// Upper bound of every delay. Default 5 s; at least `initial`, at most one year. A
+    /// connection must stay up this long before the next disconnect starts again from
+    /// `initial`.
     pub max: Duration,
     /// Growth factor of the upper bound per failed attempt. Default 2.0; at least 1.0.
     pub multiplier: f64,
@@ -69,6 +71,12 @@ impl Backoff {
             return Err(Error::invalid(format!(
                 "backoff_initial: expected at least 1 ms, got {:?}",
                 self.initial
+            )));
+        }
+        if self.max > MAX_TIMEOUT {
+            return Err(Error::invalid(format!(
+                "backoff_max: expected at most one year, got {:?}",
+                self.max
             )));
         }
         if self.max < self.initial {
@@ -161,7 +169,8 @@ impl PoolConfig {
     }
 
     /// Default deadline of each request, from the call until its response. Default 10 s; more
-    /// than zero. A request may override it.
+    /// than zero and at most one year. A request may override it. It also bounds how long a
+    /// connection drains after GOAWAY before its remaining requests fail as disconnected.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -181,7 +190,8 @@ impl PoolConfig {
         self
     }
 
-    /// Bound on a TCP connect plus HELLO exchange. Default 5 s; more than zero.
+    /// Bound on a TCP connect plus HELLO exchange. Default 5 s; more than zero and at most one
+    /// year.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self

@@ -48,6 +48,8 @@ pub struct Pool {
 pub(crate) struct PoolShared {
     pub(crate) config: PoolConfig,
     pub(crate) group: Group<Arc<Connection>>,
+    /// Wakes one caller waiting for room each time a full connection frees a slot.
+    pub(crate) capacity: Arc<tokio::sync::Notify>,
     strategy: Arc<dyn Strategy>,
     slots: Vec<Arc<Slot>>,
     pub(crate) shutdown: Arc<Shutdown>,
@@ -78,6 +80,7 @@ impl Pool {
         let shared = Arc::new(PoolShared {
             config,
             group: Group::standalone(),
+            capacity: Arc::new(tokio::sync::Notify::new()),
             strategy,
             slots,
             shutdown: Arc::new(Shutdown::new()),
@@ -116,6 +119,15 @@ impl Pool {
     }
 
     /// Like [`Pool::request`], with a deadline of `timeout` from now instead of the default.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::request`]; [`Error::InvalidArgument`] if `timeout` is zero or over one year.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Pool::request`]: dropping the future abandons the request, and its late response
+    /// is dropped and counted.
     pub fn request_with_timeout<'a, P>(&'a self, payload: P, timeout: Duration) -> RequestFuture<'a>
     where
         P: AsRef<[u8]> + Send + 'a,
@@ -204,11 +216,13 @@ impl Pool {
     /// flight or waiting for a connection with [`Error::PoolClosed`] before returning.
     ///
     /// Idempotent. Does not wait for the background tasks to exit; they stop on their own
-    /// shortly after.
+    /// shortly after. The library runtime's worker threads are shared by all pools and stay
+    /// for the life of the process.
     pub fn close(&self) {
         self.shared.close();
     }
 
+    /// Whether [`Pool::close`] was called (or the pool is a forked child's copy being dropped).
     pub fn is_closed(&self) -> bool {
         self.shared.shutdown.is_triggered()
     }
@@ -224,20 +238,30 @@ impl Pool {
     }
 
     /// Waits until at least `count` connections are routable, or `timeout` passes.
-    /// Returns whether the count was reached.
+    /// Returns whether the count was reached; `false` at once if the pool is closed or was
+    /// opened before this process forked.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future only stops the wait; it changes nothing in the pool.
     pub async fn wait_connected(&self, count: usize, timeout: Duration) -> bool {
+        if self.shared.runtime.is_stale() {
+            // The connections in a forked child's copy of the pool are not served by anything.
+            return false;
+        }
+
         let group = &self.shared.group;
+        let shutdown = &self.shared.shutdown;
         let wait = async {
             loop {
                 let changed = group.changed();
                 tokio::pin!(changed);
                 changed.as_mut().enable();
                 if group.len() >= count {
-                    return;
+                    return true;
+                }
+                if shutdown.is_triggered() {
+                    return false;
                 }
                 changed.await;
             }
@@ -245,7 +269,9 @@ impl Pool {
         let runtime = self.shared.runtime.clone();
         InRuntime {
             runtime,
-            inner: Box::pin(async move { tokio::time::timeout(timeout, wait).await.is_ok() }),
+            inner: Box::pin(
+                async move { tokio::time::timeout(timeout, wait).await.unwrap_or(false) },
+            ),
         }
         .await
     }
@@ -361,7 +387,14 @@ impl PoolShared {
             let Some(index) = self.strategy.pick(&snapshot) else {
                 return Ok(None);
             };
-            match snapshot[index].value().start_request(payload) {
+            let Some(entry) = snapshot.get(index) else {
+                return Err(Error::invalid(format!(
+                    "strategy {:?} picked index {index} of {} connections",
+                    self.strategy.name(),
+                    snapshot.len()
+                )));
+            };
+            match entry.value().start_request(payload) {
                 Ok(pending) => return Ok(Some(pending)),
                 Err(Rejected::Unavailable) => continue,
                 Err(Rejected::Invalid(error)) => return Err(error),
@@ -374,23 +407,38 @@ impl PoolShared {
     async fn wait_and_route(&self, payload: &[u8]) -> Result<PendingRequest, Error> {
         loop {
             let changed = self.group.changed();
+            let room = self.capacity.notified();
             tokio::pin!(changed);
+            tokio::pin!(room);
             // Registered before the retry, so a change between the retry and the await wakes us.
             changed.as_mut().enable();
+            room.as_mut().enable();
 
             if let Some(pending) = self.try_route(payload)? {
+                // Pass the wake-up on if room is left, so that one freed slot wakes one waiter.
+                if self
+                    .group
+                    .load()
+                    .iter()
+                    .any(|entry| entry.value().has_capacity())
+                {
+                    self.capacity.notify_one();
+                }
                 return Ok(pending);
             }
-            changed.await;
+            tokio::select! {
+                _ = changed => {}
+                _ = room => {}
+            }
         }
     }
 
     fn close(&self) {
         if self.runtime.is_stale() {
             // In a forked child, the parent's threads may have held the connection locks at the
-            // moment of the fork; touching them could deadlock. Mark the pool closed and leave
-            // the copied state alone.
-            self.shutdown.trigger();
+            // moment of the fork; touching them could deadlock. Mark the pool closed without
+            // waking anything, and leave the copied state alone.
+            self.shutdown.mark();
             return;
         }
 

@@ -186,8 +186,9 @@ impl Decoder {
     /// Takes one complete frame off the front of `src`.
     ///
     /// Returns `Ok(None)` while `src` holds only part of a frame; in that case `src` is left
-    /// unchanged and more bytes should be read into it. The header is validated as soon as
-    /// its 9 bytes are present, so an oversized length is rejected before its payload arrives.
+    /// unchanged and more bytes should be read into it. The length is checked as soon as its 4
+    /// bytes are present and the kind at the 5th byte, so an oversized or unknown frame is
+    /// rejected before its payload arrives.
     pub fn decode(&self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
         if src.len() < LENGTH_FIELD_LEN {
             return Ok(None);

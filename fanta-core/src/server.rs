@@ -109,6 +109,11 @@ pub struct Server {
 impl Server {
     /// Binds `config.listen` and starts serving on the current tokio runtime.
     ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes closes the listener, if it was bound; nothing
+    /// is left serving.
+    ///
     /// # Panics
     ///
     /// Panics if called outside a tokio runtime.

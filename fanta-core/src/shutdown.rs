@@ -22,6 +22,12 @@ impl Shutdown {
         }
     }
 
+    /// Sets the signal without waking anyone, for a forked child whose waiters belong to the
+    /// parent's runtime.
+    pub(crate) fn mark(&self) {
+        self.triggered.store(true, Ordering::Release);
+    }
+
     pub(crate) fn is_triggered(&self) -> bool {
         self.triggered.load(Ordering::Acquire)
     }

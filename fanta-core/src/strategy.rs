@@ -27,7 +27,8 @@ pub trait Strategy: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Returns the index into `entries` of a connection with room for one more request, or
-    /// `None` if there is none. `entries` may be empty.
+    /// `None` if there is none. `entries` may be empty. An index out of range fails the
+    /// request with [`Error::InvalidArgument`] naming the strategy.
     fn pick(&self, entries: &[ConnectionEntry]) -> Option<usize>;
 }
 

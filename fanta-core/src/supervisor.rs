@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::connection::{handshake, run_session, Connection};
+use crate::connection::{handshake, run_session, Connection, GOAWAY_DRAINED};
 use crate::error::Error;
 use crate::pool::PoolShared;
 use crate::protocol::Decoder;
@@ -86,8 +86,14 @@ pub(crate) async fn supervise(pool: Arc<PoolShared>, slot: Arc<Slot>) {
                     pool.counters.record_reconnect();
                 }
                 connected_before = true;
-                attempt = 0;
-                serve(&pool, &slot, established, decoder.clone()).await;
+                let started = tokio::time::Instant::now();
+                serve(&pool, &slot, established, decoder.clone(), attempt).await;
+                // Only a connection that stayed up resets the backoff. A server that completes
+                // HELLO and then drops every connection is retried ever more slowly instead of
+                // in a tight loop.
+                if started.elapsed() >= backoff.max {
+                    attempt = 0;
+                }
             }
             Err(error) if attempt < WARN_FAILURES => {
                 tracing::warn!(addr = %slot.address, conn = slot.index, %error, attempt, "connect failed");
@@ -124,11 +130,12 @@ async fn serve(
     slot: &Slot,
     established: crate::connection::Handshake,
     decoder: Decoder,
+    attempt: u32,
 ) {
     let group = pool.group.clone();
     let on_capacity = {
-        let group = group.clone();
-        Box::new(move || group.wake_waiters())
+        let capacity = pool.capacity.clone();
+        Box::new(move || capacity.notify_one())
     };
     let connection = Arc::new(Connection::new(
         slot.address.clone(),
@@ -158,6 +165,7 @@ async fn serve(
         group,
         decoder,
         pool.shutdown.clone(),
+        pool.config.timeout,
     ));
     let cause = match session.await {
         Ok(cause) => cause,
@@ -172,7 +180,17 @@ async fn serve(
     connection.close(cause.clone());
     slot.set_current(None);
 
-    if !matches!(cause, Error::PoolClosed) {
-        tracing::warn!(addr = %slot.address, conn = slot.index, error = %cause, completed = connection.completed(), "disconnected");
+    let graceful = matches!(&cause, Error::Disconnected(reason) if reason == GOAWAY_DRAINED);
+    match cause {
+        Error::PoolClosed => {}
+        _ if graceful => {
+            tracing::info!(addr = %slot.address, conn = slot.index, completed = connection.completed(), "disconnected after GOAWAY");
+        }
+        _ if attempt <= WARN_FAILURES => {
+            tracing::warn!(addr = %slot.address, conn = slot.index, error = %cause, completed = connection.completed(), "disconnected");
+        }
+        _ => {
+            tracing::debug!(addr = %slot.address, conn = slot.index, error = %cause, completed = connection.completed(), attempt, "disconnected again");
+        }
     }
 }

@@ -39,7 +39,7 @@ use crate::stats::Counters;
 
 pub use pending::MAX_SLOTS;
 use pending::{PendingTable, Taken};
-pub(crate) use session::{handshake, run_session, Handshake};
+pub(crate) use session::{handshake, run_session, Handshake, GOAWAY_DRAINED};
 
 /// The state callers and the session task share, behind [`Connection::state`].
 struct ConnectionState {
@@ -343,8 +343,9 @@ impl PendingRequest {
         self.done = true;
         match result {
             Ok(result) => result,
-            // The sender is only dropped without a value if the connection state was torn down
-            // without `close`, which would be a bug; report it as a disconnect, not a hang.
+            // Every path that frees a waiting slot sends on its sender first, so this only
+            // happens if the connection state is dropped without `close`. It is reported as a
+            // disconnect rather than a hang.
             Err(_) => Err(Error::Disconnected("connection state dropped".into())),
         }
     }
@@ -353,6 +354,7 @@ impl PendingRequest {
 impl Drop for PendingRequest {
     fn drop(&mut self) {
         if !self.done {
+            self.receiver.close();
             self.connection.abandon(self.id);
         }
     }

@@ -124,7 +124,9 @@ impl PendingTable {
     pub fn abandon(&mut self, id: u32) {
         if let Some(index) = self.index_of(id) {
             let slot = &mut self.slots[index as usize];
-            if matches!(slot.state, SlotState::Waiting(_)) {
+            // Only the caller whose receiver is gone may abandon: after 4096 reuses an old id
+            // names the slot's next occupant again, whose receiver is still open.
+            if matches!(&slot.state, SlotState::Waiting(sender) if sender.is_closed()) {
                 slot.state = SlotState::Abandoned;
             }
         }
@@ -188,7 +190,9 @@ mod tests {
     #[test]
     fn abandoned_slot_is_held_until_answered() {
         let mut table = PendingTable::new();
-        let id = table.insert(sender().0);
+        let (waiting, receiver) = sender();
+        let id = table.insert(waiting);
+        drop(receiver);
         table.abandon(id);
         assert_eq!(table.occupied(), 1);
 
@@ -204,6 +208,7 @@ mod tests {
         let kept = table.insert(sender().0);
         let dropped = table.insert(sender().0);
         table.abandon(dropped);
+        assert_eq!(table.occupied(), 2);
         assert_eq!(table.drain().len(), 1);
         assert_eq!(table.occupied(), 0);
         assert!(matches!(table.take(kept), Taken::Unknown));

@@ -21,6 +21,9 @@ use crate::protocol::{self, Decoder, FrameKind, ProtocolError, ServerHello};
 use crate::registry::{Group, Registration};
 use crate::shutdown::Shutdown;
 
+/// The cause recorded when a connection closes after a completed GOAWAY drain.
+pub(crate) const GOAWAY_DRAINED: &str = "server sent GOAWAY";
+
 /// Read buffer growth step; also the initial capacity.
 const READ_CHUNK: usize = 32 * 1024;
 
@@ -135,12 +138,13 @@ pub(crate) async fn run_session(
     group: Group<Arc<Connection>>,
     decoder: Decoder,
     shutdown: Arc<Shutdown>,
+    drain_timeout: Duration,
 ) -> Error {
     let (mut reader, mut writer) = stream.into_split();
     let mut registration = Some(group.register(connection.clone()));
 
     let cause = tokio::select! {
-        cause = read_loop(&mut reader, leftover, &connection, &mut registration, &decoder) => cause,
+        cause = read_loop(&mut reader, leftover, &connection, &mut registration, &decoder, drain_timeout) => cause,
         cause = write_loop(&mut writer, &connection) => cause,
         _ = shutdown.wait() => Error::PoolClosed,
         _ = connection.fault.notified() => panic!("panic injected into the connection task"),
@@ -159,9 +163,11 @@ async fn read_loop(
     connection: &Connection,
     registration: &mut Option<Registration<Arc<Connection>>>,
     decoder: &Decoder,
+    drain_timeout: Duration,
 ) -> Error {
     let mut buffer = leftover;
-    let mut draining = false;
+    // Set on GOAWAY: by then every request still in flight gets its response or is failed.
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
 
     loop {
         loop {
@@ -195,7 +201,7 @@ async fn read_loop(
                     // Leave the registry first, then refuse requests that loaded an old snapshot.
                     registration.take();
                     connection.stop_accepting();
-                    draining = true;
+                    drain_deadline = Some(tokio::time::Instant::now() + drain_timeout);
                 }
                 FrameKind::Hello | FrameKind::Request => {
                     let error = ProtocolError::UnexpectedFrame {
@@ -208,12 +214,26 @@ async fn read_loop(
             }
         }
 
-        if draining && connection.in_flight() == 0 {
-            return Error::Disconnected("server sent GOAWAY".into());
+        if drain_deadline.is_some() && connection.in_flight() == 0 {
+            return Error::Disconnected(GOAWAY_DRAINED.into());
         }
 
         buffer.reserve(READ_CHUNK);
-        match reader.read_buf(&mut buffer).await {
+        let read = match drain_deadline {
+            None => reader.read_buf(&mut buffer).await,
+            Some(deadline) => {
+                match tokio::time::timeout_at(deadline, reader.read_buf(&mut buffer)).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        tracing::warn!(addr = %connection.address(), conn = connection.slot(), in_flight = connection.in_flight(), "GOAWAY drain timed out, closing connection");
+                        return Error::Disconnected(
+                            "server did not finish its GOAWAY drain in time".into(),
+                        );
+                    }
+                }
+            }
+        };
+        match read {
             Ok(0) => return Error::Disconnected("server closed the connection".into()),
             Ok(_) => {}
             Err(error) => return Error::Disconnected(format!("read failed: {error}")),
