@@ -29,4 +29,7 @@ tests/c/run.sh
 step "Python tests"
 tests/python/run.sh
 
+step "benchmark smoke run (tiny counts; keeps the benchmark code from rotting)"
+fanta-core/benches/run.sh --smoke
+
 printf '\nall test suites passed in %d s\n' "$((SECONDS - started))"
