@@ -99,8 +99,9 @@ impl Pool {
 
     /// Sends `payload` with the pool's default deadline and returns the response payload.
     ///
-    /// The returned future can be awaited on any executor: it runs its timer on the library's
-    /// runtime.
+    /// The returned future can be awaited on any executor. The deadline is enforced by the
+    /// connection's session task, and the timer of a wait for a routable connection runs on the
+    /// library's runtime.
     ///
     /// # Errors
     ///
@@ -133,8 +134,7 @@ impl Pool {
         P: AsRef<[u8]> + Send + 'a,
     {
         let shared = &self.shared;
-        InRuntime {
-            runtime: shared.runtime.clone(),
+        RequestFuture {
             inner: Box::pin(async move { shared.request(payload.as_ref(), timeout).await }),
         }
     }
@@ -353,29 +353,39 @@ impl PoolShared {
         validate_timeout("timeout", timeout)?;
         let deadline = Instant::now() + timeout;
 
-        // Fast path: a routable connection exists, so no timer is armed for routing.
-        let pending = match self.try_route(payload)? {
+        // Fast path: a routable connection exists. No timer is armed here: the connection's
+        // session fails the request at its deadline.
+        let pending = match self.try_route(payload, deadline)? {
             Some(pending) => pending,
             None => {
                 if !self.config.wait_for_connection {
                     return Err(Error::NoConnection);
                 }
-                match tokio::time::timeout_at(deadline, self.wait_and_route(payload)).await {
+                // The routing wait runs its own timer, which needs the library runtime's
+                // context when the caller polls from another executor.
+                let wait =
+                    tokio::time::timeout_at(deadline, self.wait_and_route(payload, deadline));
+                let routed = InRuntime {
+                    runtime: self.runtime.clone(),
+                    inner: Box::pin(wait),
+                };
+                match routed.await {
                     Ok(routed) => routed?,
                     Err(_) => return Err(Error::NoConnection),
                 }
             }
         };
 
-        match tokio::time::timeout_at(deadline, pending.response()).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout),
-        }
+        pending.response().await
     }
 
     /// Picks a connection and queues the request on it, or returns `None` if none has room.
     #[inline]
-    fn try_route(&self, payload: &[u8]) -> Result<Option<PendingRequest>, Error> {
+    fn try_route(
+        &self,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<Option<PendingRequest>, Error> {
         if self.shutdown.is_triggered() {
             return Err(Error::PoolClosed);
         }
@@ -394,7 +404,7 @@ impl PoolShared {
                     snapshot.len()
                 )));
             };
-            match entry.value().start_request(payload) {
+            match entry.value().start_request(payload, deadline) {
                 Ok(pending) => return Ok(Some(pending)),
                 Err(Rejected::Unavailable) => continue,
                 Err(Rejected::Invalid(error)) => return Err(error),
@@ -404,7 +414,11 @@ impl PoolShared {
     }
 
     /// Waits for registry changes (or freed capacity) until a connection takes the request.
-    async fn wait_and_route(&self, payload: &[u8]) -> Result<PendingRequest, Error> {
+    async fn wait_and_route(
+        &self,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<PendingRequest, Error> {
         loop {
             let changed = self.group.changed();
             let room = self.capacity.notified();
@@ -414,7 +428,7 @@ impl PoolShared {
             changed.as_mut().enable();
             room.as_mut().enable();
 
-            if let Some(pending) = self.try_route(payload)? {
+            if let Some(pending) = self.try_route(payload, deadline)? {
                 // Pass the wake-up on if room is left, so that one freed slot wakes one waiter.
                 if self
                     .group
@@ -523,12 +537,26 @@ impl RequestHandle {
 }
 
 /// The future returned by [`Pool::request`].
-pub type RequestFuture<'a> = InRuntime<'a, Result<Bytes, Error>>;
+///
+/// It can be awaited on any executor. The only timer it may arm, while waiting for a routable
+/// connection, runs on the library's runtime.
+#[must_use = "a request does nothing unless awaited"]
+pub struct RequestFuture<'a> {
+    inner: Pin<Box<dyn Future<Output = Result<Bytes, Error>> + Send + 'a>>,
+}
+
+impl Future for RequestFuture<'_> {
+    type Output = Result<Bytes, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
 
 /// A future that enters the library runtime on each poll, so that its timers work on any
 /// executor.
 #[must_use = "futures do nothing unless awaited"]
-pub struct InRuntime<'a, T> {
+struct InRuntime<'a, T> {
     runtime: RuntimeHandle,
     inner: Pin<Box<dyn Future<Output = T> + Send + 'a>>,
 }

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::protocol::{self, FrameKind};
@@ -78,6 +79,9 @@ pub struct Connection {
     /// Called when the connection goes from full to having room, so that waiting callers retry.
     on_capacity: Box<dyn Fn() + Send + Sync>,
     completed: AtomicU64,
+    /// Wakes the session's deadline timer when a request with an earlier deadline than any
+    /// other is queued.
+    deadline_changed: Notify,
     /// Makes the session task panic; exercised by supervision tests.
     pub(super) fault: Notify,
 }
@@ -120,6 +124,7 @@ impl Connection {
             counters,
             on_capacity,
             completed: AtomicU64::new(0),
+            deadline_changed: Notify::new(),
             fault: Notify::new(),
         }
     }
@@ -173,9 +178,13 @@ impl Connection {
     }
 
     /// Takes an id for `payload`, queues its REQUEST frame and returns the pending request.
+    ///
+    /// At `deadline` the session fails the request with [`Error::Timeout`] unless its response
+    /// arrived first.
     pub(crate) fn start_request(
         self: &Arc<Self>,
         payload: &[u8],
+        deadline: Instant,
     ) -> Result<PendingRequest, Rejected> {
         if payload.len() > self.max_payload {
             return Err(Rejected::Invalid(Error::invalid(format!(
@@ -187,6 +196,7 @@ impl Connection {
 
         let (sender, receiver) = oneshot::channel();
         let wake_writer;
+        let wake_timer;
         let id;
         {
             let mut state = self.lock();
@@ -197,7 +207,7 @@ impl Connection {
                 return Err(Rejected::Unavailable);
             }
 
-            id = state.pending.insert(sender);
+            (id, wake_timer) = state.pending.insert(sender, deadline);
             self.in_flight
                 .store(state.pending.occupied(), Ordering::Relaxed);
             wake_writer = state.write_buffer.is_empty();
@@ -206,6 +216,9 @@ impl Connection {
 
         if wake_writer {
             self.write_ready.notify_one();
+        }
+        if wake_timer {
+            self.deadline_changed.notify_one();
         }
         Ok(PendingRequest {
             connection: self.clone(),
@@ -265,6 +278,20 @@ impl Connection {
 
         if was_full && self.is_accepting() {
             (self.on_capacity)();
+        }
+    }
+
+    /// The earliest deadline of a request in flight, possibly one already answered.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.lock().pending.next_deadline()
+    }
+
+    /// Fails every request whose deadline has passed with [`Error::Timeout`]. Their ids stay
+    /// reserved until the server responds, so late responses are dropped and counted.
+    pub(crate) fn expire_due(&self) {
+        let expired = self.lock().pending.expire(Instant::now());
+        for sender in expired {
+            let _ = sender.send(Err(Error::Timeout));
         }
     }
 

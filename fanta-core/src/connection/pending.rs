@@ -5,9 +5,18 @@
 //! answered its id or the connection has closed, so an id is never reused while the server may
 //! still send a response for it. The generation bits make a stray response from a misbehaving
 //! server (an answer sent twice) miss the slot's next occupant instead of reaching it.
+//!
+//! The table also keeps every waiting request's deadline in a min-heap, so that the session
+//! task can fail expired requests with one timer per connection instead of one per request.
+//! Answered requests leave their heap entries behind; an entry counts only while its slot still
+//! waits with the same deadline, and the heap is rebuilt when stale entries outnumber live ones.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::error::Error;
 
@@ -25,8 +34,11 @@ enum SlotState {
     Free {
         next_free: u32,
     },
-    /// A caller waits for the response.
-    Waiting(ResponseSender),
+    /// A caller waits for the response until `deadline`.
+    Waiting {
+        sender: ResponseSender,
+        deadline: Instant,
+    },
     /// The caller gave up (timeout or cancellation); the server still owes a response.
     Abandoned,
 }
@@ -48,7 +60,11 @@ pub struct PendingTable {
     slots: Vec<Slot>,
     free_head: u32,
     occupied: u32,
+    deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
 }
+
+/// Stale heap entries tolerated beyond twice the live ones before the heap is rebuilt.
+const STALE_DEADLINE_SLACK: usize = 1024;
 
 impl PendingTable {
     pub fn new() -> PendingTable {
@@ -56,6 +72,7 @@ impl PendingTable {
             slots: Vec::new(),
             free_head: NO_FREE_SLOT,
             occupied: 0,
+            deadlines: BinaryHeap::new(),
         }
     }
 
@@ -64,10 +81,12 @@ impl PendingTable {
         self.occupied
     }
 
-    /// Stores `sender` in a free slot and returns the request id for it.
+    /// Stores `sender` in a free slot and returns the request id for it, and whether `deadline`
+    /// is now the earliest one (so the timer must be re-armed).
     ///
     /// The caller checks capacity first; at most [`MAX_SLOTS`] slots exist.
-    pub fn insert(&mut self, sender: ResponseSender) -> u32 {
+    pub fn insert(&mut self, sender: ResponseSender, deadline: Instant) -> (u32, bool) {
+        let waiting = SlotState::Waiting { sender, deadline };
         let index = if self.free_head != NO_FREE_SLOT {
             let index = self.free_head;
             let slot = &mut self.slots[index as usize];
@@ -75,21 +94,79 @@ impl PendingTable {
                 SlotState::Free { next_free } => next_free,
                 _ => unreachable!("free list points at an occupied slot"),
             };
-            slot.state = SlotState::Waiting(sender);
+            slot.state = waiting;
             index
         } else {
             let index = self.slots.len() as u32;
             assert!(index < MAX_SLOTS, "in-flight table is full");
             self.slots.push(Slot {
                 generation: 0,
-                state: SlotState::Waiting(sender),
+                state: waiting,
             });
             index
         };
 
         self.occupied += 1;
         let generation = self.slots[index as usize].generation;
-        (generation << INDEX_BITS) | (index + 1)
+        let id = (generation << INDEX_BITS) | (index + 1);
+
+        if self.deadlines.len() > 2 * self.occupied as usize + STALE_DEADLINE_SLACK {
+            self.rebuild_deadlines();
+        }
+        let earliest = self
+            .deadlines
+            .peek()
+            .is_none_or(|Reverse((first, _))| deadline < *first);
+        self.deadlines.push(Reverse((deadline, id)));
+        (id, earliest)
+    }
+
+    /// The earliest deadline in the heap. It may belong to a request that was already answered,
+    /// in which case [`PendingTable::expire`] finds nothing to fail.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines
+            .peek()
+            .map(|Reverse((deadline, _))| *deadline)
+    }
+
+    /// Marks every request whose deadline is at or before `now` as abandoned and returns their
+    /// senders. Their ids stay reserved until the server responds, as for any abandoned request.
+    pub fn expire(&mut self, now: Instant) -> Vec<ResponseSender> {
+        let mut expired = Vec::new();
+        while let Some(&Reverse((deadline, id))) = self.deadlines.peek() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+
+            let Some(index) = self.index_of(id) else {
+                continue;
+            };
+            let slot = &mut self.slots[index as usize];
+            if matches!(slot.state, SlotState::Waiting { deadline: d, .. } if d == deadline) {
+                if let SlotState::Waiting { sender, .. } =
+                    std::mem::replace(&mut slot.state, SlotState::Abandoned)
+                {
+                    expired.push(sender);
+                }
+            }
+        }
+        expired
+    }
+
+    fn rebuild_deadlines(&mut self) {
+        let live = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| match slot.state {
+                SlotState::Waiting { deadline, .. } => Some(Reverse((
+                    deadline,
+                    (slot.generation << INDEX_BITS) | (index as u32 + 1),
+                ))),
+                _ => None,
+            });
+        self.deadlines = live.collect();
     }
 
     /// Frees the slot of `id` and returns what it held.
@@ -110,7 +187,7 @@ impl PendingTable {
         self.occupied -= 1;
 
         match previous {
-            SlotState::Waiting(sender) => Taken::Waiting(sender),
+            SlotState::Waiting { sender, .. } => Taken::Waiting(sender),
             SlotState::Abandoned => Taken::Abandoned,
             SlotState::Free { .. } => unreachable!("index_of returned a free slot"),
         }
@@ -126,7 +203,7 @@ impl PendingTable {
             let slot = &mut self.slots[index as usize];
             // Only the caller whose receiver is gone may abandon: after 4096 reuses an old id
             // names the slot's next occupant again, whose receiver is still open.
-            if matches!(&slot.state, SlotState::Waiting(sender) if sender.is_closed()) {
+            if matches!(&slot.state, SlotState::Waiting { sender, .. } if sender.is_closed()) {
                 slot.state = SlotState::Abandoned;
             }
         }
@@ -136,10 +213,11 @@ impl PendingTable {
     pub fn drain(&mut self) -> Vec<ResponseSender> {
         let mut waiting = Vec::with_capacity(self.occupied as usize);
         for slot in self.slots.drain(..) {
-            if let SlotState::Waiting(sender) = slot.state {
+            if let SlotState::Waiting { sender, .. } = slot.state {
                 waiting.push(sender);
             }
         }
+        self.deadlines.clear();
         self.free_head = NO_FREE_SLOT;
         self.occupied = 0;
         waiting
@@ -161,6 +239,10 @@ impl PendingTable {
 mod tests {
     use super::*;
 
+    fn far() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(3600)
+    }
+
     fn sender() -> (ResponseSender, oneshot::Receiver<Result<Bytes, Error>>) {
         oneshot::channel()
     }
@@ -168,7 +250,9 @@ mod tests {
     #[test]
     fn ids_are_nonzero_and_distinct() {
         let mut table = PendingTable::new();
-        let mut ids: Vec<u32> = (0..100).map(|_| table.insert(sender().0)).collect();
+        let mut ids: Vec<u32> = (0..100)
+            .map(|_| table.insert(sender().0, far()).0)
+            .collect();
         assert!(ids.iter().all(|&id| id != 0));
         ids.sort();
         ids.dedup();
@@ -179,9 +263,9 @@ mod tests {
     #[test]
     fn reused_slot_gets_new_id() {
         let mut table = PendingTable::new();
-        let first = table.insert(sender().0);
+        let first = table.insert(sender().0, far()).0;
         assert!(matches!(table.take(first), Taken::Waiting(_)));
-        let second = table.insert(sender().0);
+        let second = table.insert(sender().0, far()).0;
         assert_ne!(first, second);
         assert!(matches!(table.take(first), Taken::Unknown));
         assert!(matches!(table.take(second), Taken::Waiting(_)));
@@ -191,12 +275,12 @@ mod tests {
     fn abandoned_slot_is_held_until_answered() {
         let mut table = PendingTable::new();
         let (waiting, receiver) = sender();
-        let id = table.insert(waiting);
+        let id = table.insert(waiting, far()).0;
         drop(receiver);
         table.abandon(id);
         assert_eq!(table.occupied(), 1);
 
-        let other = table.insert(sender().0);
+        let other = table.insert(sender().0, far()).0;
         assert_ne!(other, id);
         assert!(matches!(table.take(id), Taken::Abandoned));
         assert_eq!(table.occupied(), 1);
@@ -205,8 +289,8 @@ mod tests {
     #[test]
     fn drain_returns_only_waiting_senders() {
         let mut table = PendingTable::new();
-        let kept = table.insert(sender().0);
-        let dropped = table.insert(sender().0);
+        let kept = table.insert(sender().0, far()).0;
+        let dropped = table.insert(sender().0, far()).0;
         table.abandon(dropped);
         assert_eq!(table.occupied(), 2);
         assert_eq!(table.drain().len(), 1);
@@ -218,9 +302,47 @@ mod tests {
     fn generation_wraps_without_producing_zero() {
         let mut table = PendingTable::new();
         for _ in 0..(GENERATION_MASK + 5) {
-            let id = table.insert(sender().0);
+            let id = table.insert(sender().0, far()).0;
             assert_ne!(id, 0);
             assert!(matches!(table.take(id), Taken::Waiting(_)));
         }
+    }
+
+    #[test]
+    fn expire_fails_only_due_waiting_requests() {
+        let mut table = PendingTable::new();
+        let now = Instant::now();
+        let soon = now + std::time::Duration::from_millis(10);
+
+        let (due, mut due_receiver) = sender();
+        let (due_id, earliest) = table.insert(due, soon);
+        assert!(earliest);
+        let (answered, _answered_receiver) = sender();
+        let (answered_id, _) = table.insert(answered, soon);
+        let (later, _later_receiver) = sender();
+        let (_, earliest) = table.insert(later, far());
+        assert!(!earliest);
+        assert!(matches!(table.take(answered_id), Taken::Waiting(_)));
+
+        assert!(table.expire(now).is_empty());
+        assert_eq!(table.next_deadline(), Some(soon));
+
+        let expired = table.expire(soon);
+        assert_eq!(expired.len(), 1);
+        drop(expired);
+        assert!(due_receiver.try_recv().is_err());
+        // The expired id stays reserved until the server responds.
+        assert_eq!(table.occupied(), 2);
+        assert!(matches!(table.take(due_id), Taken::Abandoned));
+    }
+
+    #[test]
+    fn stale_deadlines_are_compacted() {
+        let mut table = PendingTable::new();
+        for _ in 0..10_000 {
+            let (id, _) = table.insert(sender().0, far());
+            assert!(matches!(table.take(id), Taken::Waiting(_)));
+        }
+        assert!(table.deadlines.len() <= STALE_DEADLINE_SLACK + 2);
     }
 }

@@ -146,6 +146,7 @@ pub(crate) async fn run_session(
     let cause = tokio::select! {
         cause = read_loop(&mut reader, leftover, &connection, &mut registration, &decoder, drain_timeout) => cause,
         cause = write_loop(&mut writer, &connection) => cause,
+        cause = deadline_loop(&connection) => cause,
         _ = shutdown.wait() => Error::PoolClosed,
         _ = connection.fault.notified() => panic!("panic injected into the connection task"),
     };
@@ -237,6 +238,21 @@ async fn read_loop(
             Ok(0) => return Error::Disconnected("server closed the connection".into()),
             Ok(_) => {}
             Err(error) => return Error::Disconnected(format!("read failed: {error}")),
+        }
+    }
+}
+
+/// Fails requests at their deadlines, with one timer for the whole connection. Never returns.
+async fn deadline_loop(connection: &Connection) -> Error {
+    loop {
+        let Some(deadline) = connection.next_deadline() else {
+            connection.deadline_changed.notified().await;
+            continue;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => connection.expire_due(),
+            // An earlier deadline was queued; re-arm for it.
+            _ = connection.deadline_changed.notified() => {}
         }
     }
 }
