@@ -19,6 +19,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -27,7 +28,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::config::{validate_timeout, PoolConfig};
-use crate::connection::{Connection, PendingRequest, Rejected};
+use crate::connection::{Callback, CompletionFn, Connection, PendingRequest, Rejected};
 use crate::error::Error;
 use crate::registry::Group;
 use crate::runtime::{self, RuntimeHandle};
@@ -55,6 +56,8 @@ pub(crate) struct PoolShared {
     pub(crate) shutdown: Arc<Shutdown>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) runtime: RuntimeHandle,
+    /// Source of the serial numbers that identify submitted requests for cancellation.
+    next_serial: AtomicU64,
 }
 
 impl Pool {
@@ -86,6 +89,7 @@ impl Pool {
             shutdown: Arc::new(Shutdown::new()),
             counters: Arc::new(Counters::default()),
             runtime,
+            next_serial: AtomicU64::new(1),
         });
 
         for slot in &shared.slots {
@@ -173,10 +177,16 @@ impl Pool {
 
     /// Starts a request in the background and calls `on_complete` with its result.
     ///
-    /// `on_complete` runs exactly once, on one of the library runtime's threads, unless this
-    /// returns an error, in which case it is dropped without being called. It must not block:
-    /// blocking calls on this or any pool from inside it fail with
-    /// [`Error::BlockingInRuntime`].
+    /// `on_complete` runs exactly once unless this returns an error, in which case it is
+    /// dropped without being called. It runs on one of the library runtime's threads, with two
+    /// exceptions: a completion with [`Error::PoolClosed`] may run on the thread that closes or
+    /// drops the pool, and one with [`Error::Cancelled`] on the thread that calls
+    /// [`RequestHandle::cancel`]. It must not block. On a runtime thread, blocking calls on any
+    /// pool fail with [`Error::BlockingInRuntime`].
+    ///
+    /// When a connection is routable, the request is queued from the calling thread and the
+    /// connection runs the completion; no task is spawned. Otherwise a task waits for a
+    /// connection until the deadline.
     ///
     /// # Errors
     ///
@@ -200,15 +210,35 @@ impl Pool {
             return Err(Error::PoolClosed);
         }
 
-        let shared = self.shared.clone();
+        let deadline = Instant::now() + timeout;
+        let counters = self.shared.counters.clone();
+        let function: CompletionFn = Box::new(move |result: Result<Bytes, Error>| {
+            match &result {
+                Ok(_) => counters.record_success(),
+                Err(error) => counters.record_error(error.kind()),
+            }
+            on_complete(result);
+        });
+        let serial = self.shared.next_serial.fetch_add(1, Ordering::Relaxed);
+        let callback = Callback::new(function, serial);
         let payload = payload.into();
-        let mut completion = Completion(Some(on_complete));
+
+        // Fast path: queue the request on a routable connection from this thread; the
+        // connection runs the completion, so no task is spawned.
+        let mut callback = match self.shared.try_submit(&payload, deadline, callback) {
+            Ok(handle) => return Ok(handle),
+            Err(callback) => callback,
+        };
+
+        // Slow path (nothing routable, or an error to report): a task waits for a connection
+        // and runs the completion. Aborting it runs the completion with Cancelled.
+        let shared = self.shared.clone();
         let task = self.shared.runtime.handle().spawn(async move {
-            let result = shared.request(&payload, timeout).await;
-            completion.complete(result);
+            let result = shared.request_until(&payload, deadline).await;
+            callback.call(result);
         });
         Ok(RequestHandle {
-            abort: task.abort_handle(),
+            inner: HandleInner::Task(task.abort_handle()),
         })
     }
 
@@ -347,11 +377,15 @@ impl PoolShared {
     }
 
     async fn request_unrecorded(&self, payload: &[u8], timeout: Duration) -> Result<Bytes, Error> {
+        validate_timeout("timeout", timeout)?;
+        self.request_until(payload, Instant::now() + timeout).await
+    }
+
+    /// Routes and sends one request and waits for its answer, all before `deadline`.
+    async fn request_until(&self, payload: &[u8], deadline: Instant) -> Result<Bytes, Error> {
         if self.runtime.is_stale() {
             return Err(Error::Forked);
         }
-        validate_timeout("timeout", timeout)?;
-        let deadline = Instant::now() + timeout;
 
         // Fast path: a routable connection exists. No timer is armed here: the connection's
         // session fails the request at its deadline.
@@ -411,6 +445,44 @@ impl PoolShared {
             }
         }
         Ok(None)
+    }
+
+    /// Queues a submitted request on a routable connection, or returns its callback if none
+    /// takes it (nothing routable, the pool closed, or an invalid request, which the slow path
+    /// reports).
+    fn try_submit(
+        &self,
+        payload: &[u8],
+        deadline: Instant,
+        callback: Callback,
+    ) -> Result<RequestHandle, Callback> {
+        if self.shutdown.is_triggered() {
+            return Err(callback);
+        }
+
+        let serial = callback.serial();
+        let mut callback = callback;
+        let snapshot = self.group.load();
+        for _ in 0..snapshot.len() {
+            let Some(entry) = self.strategy.pick(&snapshot).and_then(|i| snapshot.get(i)) else {
+                break;
+            };
+            let connection = entry.value();
+            match connection.start_submitted(payload, deadline, callback) {
+                Ok(id) => {
+                    return Ok(RequestHandle {
+                        inner: HandleInner::Queued {
+                            connection: connection.clone(),
+                            id,
+                            serial,
+                        },
+                    })
+                }
+                Err((Rejected::Unavailable, returned)) => callback = returned,
+                Err((Rejected::Invalid(_), returned)) => return Err(returned),
+            }
+        }
+        Err(callback)
     }
 
     /// Waits for registry changes (or freed capacity) until a connection takes the request.
@@ -504,35 +576,37 @@ impl PoolShared {
     }
 }
 
-/// Calls a completion exactly once: with the result, or with [`Error::Cancelled`] if the task
-/// that owns it is dropped first (aborted, or its runtime torn down).
-struct Completion<F: FnOnce(Result<Bytes, Error>)>(Option<F>);
-
-impl<F: FnOnce(Result<Bytes, Error>)> Completion<F> {
-    fn complete(&mut self, result: Result<Bytes, Error>) {
-        if let Some(callback) = self.0.take() {
-            callback(result);
-        }
-    }
-}
-
-impl<F: FnOnce(Result<Bytes, Error>)> Drop for Completion<F> {
-    fn drop(&mut self) {
-        self.complete(Err(Error::Cancelled));
-    }
-}
-
 /// A request started with [`Pool::submit`].
 #[derive(Debug)]
 pub struct RequestHandle {
-    abort: tokio::task::AbortHandle,
+    inner: HandleInner,
+}
+
+#[derive(Debug)]
+enum HandleInner {
+    /// Waiting for a routable connection in a task.
+    Task(tokio::task::AbortHandle),
+    /// Queued on a connection, which runs the completion.
+    Queued {
+        connection: Arc<Connection>,
+        id: u32,
+        serial: u64,
+    },
 }
 
 impl RequestHandle {
     /// Cancels the request. Its completion runs with [`Error::Cancelled`] unless it has already
-    /// run; a response that arrives later is dropped and counted.
+    /// run, on the calling thread or a runtime thread. A response that arrives later is dropped
+    /// and counted.
     pub fn cancel(&self) {
-        self.abort.abort();
+        match &self.inner {
+            HandleInner::Task(abort) => abort.abort(),
+            HandleInner::Queued {
+                connection,
+                id,
+                serial,
+            } => connection.cancel_submitted(*id, *serial),
+        }
     }
 }
 

@@ -960,3 +960,62 @@ async fn flapping_server_is_retried_with_backoff() {
     assert!(accepted <= 25, "{accepted} reconnects in one second");
     drop(pool);
 }
+
+#[test]
+fn submitted_request_cancels_and_times_out_once() {
+    let server = Server::start(ServerConfig {
+        silent: true,
+        ..ServerConfig::loopback()
+    })
+    .unwrap();
+    let pool = open_pool(&server.local_addr().to_string(), 1);
+    assert!(pool
+        .wait_connected_blocking(1, Duration::from_secs(5))
+        .unwrap());
+    let (sender, receiver) = std::sync::mpsc::channel();
+
+    // Queued on the connection, then cancelled twice: one Cancelled completion.
+    let cancelled = {
+        let sender = sender.clone();
+        pool.submit(
+            &b"cancel me"[..],
+            Some(Duration::from_secs(30)),
+            move |result| {
+                sender.send(("cancelled", result)).unwrap();
+            },
+        )
+        .unwrap()
+    };
+    cancelled.cancel();
+    cancelled.cancel();
+
+    // Queued and never answered: the connection's timer fails it at its deadline.
+    let started = Instant::now();
+    pool.submit(
+        &b"time me out"[..],
+        Some(Duration::from_millis(200)),
+        move |result| {
+            sender.send(("timed out", result)).unwrap();
+        },
+    )
+    .unwrap();
+
+    let results: Vec<_> = receiver.iter().collect();
+    assert_eq!(
+        results,
+        vec![
+            ("cancelled", Err(Error::Cancelled)),
+            ("timed out", Err(Error::Timeout))
+        ]
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(200) && elapsed < Duration::from_millis(240),
+        "{elapsed:?}"
+    );
+    let stats = pool.stats();
+    assert_eq!(stats.errors.get(ErrorKind::Cancelled), 1);
+    assert_eq!(stats.errors.get(ErrorKind::Timeout), 1);
+    // Both ids stay reserved: the server still owes responses for them.
+    assert_eq!(stats.in_flight, 2);
+}

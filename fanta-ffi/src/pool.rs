@@ -119,8 +119,10 @@ pub extern "C" fn fanta_pool_open(
 /// or waiting for a connection with `FANTA_STATUS_POOL_CLOSED`. Later requests fail with the
 /// same status. Idempotent.
 ///
-/// Does not free the pool and does not wait for completion callbacks: the callbacks of pending
-/// asynchronous requests run on library threads, possibly after this function returns.
+/// Does not free the pool. The completion callbacks of asynchronous requests that are queued on
+/// a connection run with `FANTA_STATUS_POOL_CLOSED` on the calling thread, before this function
+/// returns. Those still waiting for a connection run on library threads, possibly after it
+/// returns.
 ///
 /// Returns `FANTA_STATUS_OK`, or `FANTA_STATUS_INVALID_ARGUMENT` if `pool` is NULL.
 /// Thread-safety: may be called from any thread, concurrently with requests on the same pool,
@@ -292,8 +294,10 @@ pub extern "C" fn fanta_response_free(response: *mut FantaResponse) {
 /// - `error_message`: on failure, a NUL-terminated message, borrowed for the duration of the
 ///   callback only; on success, NULL.
 ///
-/// The callback runs on a library runtime thread, never on an application thread, and the
-/// callbacks of different requests may run at the same time on different threads.
+/// The callback runs on a library runtime thread, except that a callback with
+/// `FANTA_STATUS_POOL_CLOSED` may run on the application thread inside `fanta_pool_close()` or
+/// `fanta_pool_free()`. The callbacks of different requests may run at the same time on
+/// different threads.
 /// It must return quickly and must not block: while it runs, its thread serves no connection.
 /// It must return normally, without a C++ exception or `longjmp()` leaving it.
 /// Blocking libfanta calls made from it (`fanta_pool_request()`,
@@ -324,8 +328,8 @@ unsafe impl Send for UserData {}
 /// deadline in milliseconds from now, or 0 for the pool's default. `user_data` is passed to
 /// `callback` as it is; libfanta never reads it.
 ///
-/// If this returns `FANTA_STATUS_OK`, `callback` runs exactly once, on a library runtime thread
-/// (see `fanta_completion_callback`): with the response, or with the failure, including on
+/// If this returns `FANTA_STATUS_OK`, `callback` runs exactly once, normally on a library
+/// runtime thread (see `fanta_completion_callback`): with the response, or with the failure, including on
 /// timeout, disconnect and `fanta_pool_close()`. The callback may run before this function
 /// returns. If this returns anything else, `callback` never runs for this call.
 ///

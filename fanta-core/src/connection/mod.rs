@@ -39,7 +39,8 @@ use crate::protocol::{self, FrameKind};
 use crate::stats::Counters;
 
 pub use pending::MAX_SLOTS;
-use pending::{PendingTable, Taken};
+pub(crate) use pending::{Callback, CompletionFn};
+use pending::{PendingTable, Responder, Taken};
 pub(crate) use session::{handshake, run_session, Handshake, GOAWAY_DRAINED};
 
 /// The state callers and the session task share, behind [`Connection::state`].
@@ -186,15 +187,50 @@ impl Connection {
         payload: &[u8],
         deadline: Instant,
     ) -> Result<PendingRequest, Rejected> {
+        let (sender, receiver) = oneshot::channel();
+        match self.queue_request(payload, deadline, Responder::Channel(sender)) {
+            Ok(id) => Ok(PendingRequest {
+                connection: self.clone(),
+                id,
+                receiver,
+                done: false,
+            }),
+            Err((rejected, _)) => Err(rejected),
+        }
+    }
+
+    /// Like [`Connection::start_request`], for a submitted request whose completion the
+    /// connection runs: with the response, the server's error, [`Error::Timeout`] at
+    /// `deadline`, or the cause the connection closes with. Returns the request id, or the
+    /// callback back if the connection did not take the request.
+    pub(crate) fn start_submitted(
+        &self,
+        payload: &[u8],
+        deadline: Instant,
+        callback: Callback,
+    ) -> Result<u32, (Rejected, Callback)> {
+        match self.queue_request(payload, deadline, Responder::Callback(callback)) {
+            Ok(id) => Ok(id),
+            Err((rejected, Responder::Callback(callback))) => Err((rejected, callback)),
+            Err((_, Responder::Channel(_))) => unreachable!("the responder is returned unchanged"),
+        }
+    }
+
+    fn queue_request(
+        &self,
+        payload: &[u8],
+        deadline: Instant,
+        responder: Responder,
+    ) -> Result<u32, (Rejected, Responder)> {
         if payload.len() > self.max_payload {
-            return Err(Rejected::Invalid(Error::invalid(format!(
+            let error = Error::invalid(format!(
                 "payload of {} bytes exceeds the server's maximum of {} bytes",
                 payload.len(),
                 self.max_payload
-            ))));
+            ));
+            return Err((Rejected::Invalid(error), responder));
         }
 
-        let (sender, receiver) = oneshot::channel();
         let wake_writer;
         let wake_timer;
         let id;
@@ -204,10 +240,10 @@ impl Connection {
                 || !self.accepting.load(Ordering::Relaxed)
                 || state.pending.occupied() >= self.max_in_flight
             {
-                return Err(Rejected::Unavailable);
+                return Err((Rejected::Unavailable, responder));
             }
 
-            (id, wake_timer) = state.pending.insert(sender, deadline);
+            (id, wake_timer) = state.pending.insert(responder, deadline);
             self.in_flight
                 .store(state.pending.occupied(), Ordering::Relaxed);
             wake_writer = state.write_buffer.is_empty();
@@ -220,12 +256,17 @@ impl Connection {
         if wake_timer {
             self.deadline_changed.notify_one();
         }
-        Ok(PendingRequest {
-            connection: self.clone(),
-            id,
-            receiver,
-            done: false,
-        })
+        Ok(id)
+    }
+
+    /// Cancels the submitted request `id` with `serial`: its completion runs with
+    /// [`Error::Cancelled`] unless it already ran, and its id stays reserved until the server
+    /// responds.
+    pub(crate) fn cancel_submitted(&self, id: u32, serial: u64) {
+        let taken = self.lock().pending.cancel(id, serial);
+        if let Some(responder) = taken {
+            responder.respond(Err(Error::Cancelled));
+        }
     }
 
     /// Queues a frame that is not a request (a PONG) for the writer.
@@ -263,11 +304,11 @@ impl Connection {
         }
 
         match taken {
-            Taken::Waiting(sender) => {
+            Taken::Waiting(responder) => {
                 self.completed.fetch_add(1, Ordering::Relaxed);
-                // The caller may have been dropped between the take and this send; its guard
-                // then found the slot already free, and the result is simply discarded.
-                let _ = sender.send(result);
+                // An awaiting caller may have been dropped between the take and this send; its
+                // guard then found the slot already free, and the result is discarded.
+                responder.respond(result);
             }
             Taken::Abandoned => {
                 self.completed.fetch_add(1, Ordering::Relaxed);
@@ -290,8 +331,8 @@ impl Connection {
     /// reserved until the server responds, so late responses are dropped and counted.
     pub(crate) fn expire_due(&self) {
         let expired = self.lock().pending.expire(Instant::now());
-        for sender in expired {
-            let _ = sender.send(Err(Error::Timeout));
+        for responder in expired {
+            responder.respond(Err(Error::Timeout));
         }
     }
 
@@ -317,8 +358,8 @@ impl Connection {
             waiting
         };
 
-        for sender in waiting {
-            let _ = sender.send(Err(cause.clone()));
+        for responder in waiting {
+            responder.respond(Err(cause.clone()));
         }
         // The writer may be parked; wake it so that the session notices the close.
         self.write_ready.notify_one();

@@ -28,7 +28,73 @@ const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
 const GENERATION_MASK: u32 = (1 << (32 - INDEX_BITS)) - 1;
 const NO_FREE_SLOT: u32 = u32::MAX;
 
-pub type ResponseSender = oneshot::Sender<Result<Bytes, Error>>;
+/// A completion function of [`crate::Pool::submit`].
+pub type CompletionFn = Box<dyn FnOnce(Result<Bytes, Error>) + Send>;
+
+/// The receiver of a request's result.
+pub enum Responder {
+    /// The oneshot of a caller that awaits the result.
+    Channel(oneshot::Sender<Result<Bytes, Error>>),
+    /// The completion of a submitted request.
+    Callback(Callback),
+}
+
+impl Responder {
+    /// Delivers `result`. A channel whose receiver is gone discards it.
+    pub fn respond(self, result: Result<Bytes, Error>) {
+        match self {
+            Responder::Channel(sender) => {
+                let _ = sender.send(result);
+            }
+            Responder::Callback(mut callback) => callback.call(result),
+        }
+    }
+
+    /// Whether the caller is gone, so the slot may be abandoned.
+    fn is_abandoned(&self) -> bool {
+        match self {
+            Responder::Channel(sender) => sender.is_closed(),
+            Responder::Callback(_) => false,
+        }
+    }
+
+    fn is_callback(&self, serial: u64) -> bool {
+        matches!(self, Responder::Callback(callback) if callback.serial == serial)
+    }
+}
+
+/// A completion function that runs exactly once: with the result, or with
+/// [`Error::Cancelled`] if it is dropped first (its task aborted, or its state torn down).
+pub struct Callback {
+    function: Option<CompletionFn>,
+    /// Identifies the request for cancellation; unique within a pool.
+    serial: u64,
+}
+
+impl Callback {
+    pub fn new(function: CompletionFn, serial: u64) -> Callback {
+        Callback {
+            function: Some(function),
+            serial,
+        }
+    }
+
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    pub fn call(&mut self, result: Result<Bytes, Error>) {
+        if let Some(function) = self.function.take() {
+            function(result);
+        }
+    }
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        self.call(Err(Error::Cancelled));
+    }
+}
 
 enum SlotState {
     Free {
@@ -36,7 +102,7 @@ enum SlotState {
     },
     /// A caller waits for the response until `deadline`.
     Waiting {
-        sender: ResponseSender,
+        responder: Responder,
         deadline: Instant,
     },
     /// The caller gave up (timeout or cancellation); the server still owes a response.
@@ -50,7 +116,7 @@ struct Slot {
 
 /// The contents of the slot that a response's id resolved to.
 pub enum Taken {
-    Waiting(ResponseSender),
+    Waiting(Responder),
     Abandoned,
     /// The id is not in flight: never sent, already answered, or from an old generation.
     Unknown,
@@ -81,12 +147,15 @@ impl PendingTable {
         self.occupied
     }
 
-    /// Stores `sender` in a free slot and returns the request id for it, and whether `deadline`
+    /// Stores `responder` in a free slot and returns the request id for it, and whether `deadline`
     /// is now the earliest one (so the timer must be re-armed).
     ///
     /// The caller checks capacity first; at most [`MAX_SLOTS`] slots exist.
-    pub fn insert(&mut self, sender: ResponseSender, deadline: Instant) -> (u32, bool) {
-        let waiting = SlotState::Waiting { sender, deadline };
+    pub fn insert(&mut self, responder: Responder, deadline: Instant) -> (u32, bool) {
+        let waiting = SlotState::Waiting {
+            responder,
+            deadline,
+        };
         let index = if self.free_head != NO_FREE_SLOT {
             let index = self.free_head;
             let slot = &mut self.slots[index as usize];
@@ -130,8 +199,8 @@ impl PendingTable {
     }
 
     /// Marks every request whose deadline is at or before `now` as abandoned and returns their
-    /// senders. Their ids stay reserved until the server responds, as for any abandoned request.
-    pub fn expire(&mut self, now: Instant) -> Vec<ResponseSender> {
+    /// responders. Their ids stay reserved until the server responds, as for any abandoned request.
+    pub fn expire(&mut self, now: Instant) -> Vec<Responder> {
         let mut expired = Vec::new();
         while let Some(&Reverse((deadline, id))) = self.deadlines.peek() {
             if deadline > now {
@@ -144,10 +213,10 @@ impl PendingTable {
             };
             let slot = &mut self.slots[index as usize];
             if matches!(slot.state, SlotState::Waiting { deadline: d, .. } if d == deadline) {
-                if let SlotState::Waiting { sender, .. } =
+                if let SlotState::Waiting { responder, .. } =
                     std::mem::replace(&mut slot.state, SlotState::Abandoned)
                 {
-                    expired.push(sender);
+                    expired.push(responder);
                 }
             }
         }
@@ -187,7 +256,7 @@ impl PendingTable {
         self.occupied -= 1;
 
         match previous {
-            SlotState::Waiting { sender, .. } => Taken::Waiting(sender),
+            SlotState::Waiting { responder, .. } => Taken::Waiting(responder),
             SlotState::Abandoned => Taken::Abandoned,
             SlotState::Free { .. } => unreachable!("index_of returned a free slot"),
         }
@@ -203,18 +272,34 @@ impl PendingTable {
             let slot = &mut self.slots[index as usize];
             // Only the caller whose receiver is gone may abandon: after 4096 reuses an old id
             // names the slot's next occupant again, whose receiver is still open.
-            if matches!(&slot.state, SlotState::Waiting { sender, .. } if sender.is_closed()) {
+            if matches!(&slot.state, SlotState::Waiting { responder, .. } if responder.is_abandoned())
+            {
                 slot.state = SlotState::Abandoned;
             }
         }
     }
 
-    /// Empties the table and returns the senders of every waiting caller.
-    pub fn drain(&mut self) -> Vec<ResponseSender> {
+    /// Empties the table and returns the responders of every waiting request.
+    /// Takes the completion of the submitted request `id` with `serial` out of its slot and
+    /// marks the slot abandoned. Returns `None` if that request already completed.
+    pub fn cancel(&mut self, id: u32, serial: u64) -> Option<Responder> {
+        let index = self.index_of(id)?;
+        let slot = &mut self.slots[index as usize];
+        if !matches!(&slot.state, SlotState::Waiting { responder, .. } if responder.is_callback(serial))
+        {
+            return None;
+        }
+        match std::mem::replace(&mut slot.state, SlotState::Abandoned) {
+            SlotState::Waiting { responder, .. } => Some(responder),
+            _ => unreachable!("the slot was checked to be waiting"),
+        }
+    }
+
+    pub fn drain(&mut self) -> Vec<Responder> {
         let mut waiting = Vec::with_capacity(self.occupied as usize);
         for slot in self.slots.drain(..) {
-            if let SlotState::Waiting { sender, .. } = slot.state {
-                waiting.push(sender);
+            if let SlotState::Waiting { responder, .. } = slot.state {
+                waiting.push(responder);
             }
         }
         self.deadlines.clear();
@@ -243,8 +328,9 @@ mod tests {
         Instant::now() + std::time::Duration::from_secs(3600)
     }
 
-    fn sender() -> (ResponseSender, oneshot::Receiver<Result<Bytes, Error>>) {
-        oneshot::channel()
+    fn sender() -> (Responder, oneshot::Receiver<Result<Bytes, Error>>) {
+        let (sender, receiver) = oneshot::channel();
+        (Responder::Channel(sender), receiver)
     }
 
     #[test]
