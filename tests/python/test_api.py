@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -121,3 +123,18 @@ def test_blocked_request_releases_gil():
         caller.join(timeout=5)
         assert not caller.is_alive()
         assert iterations > 100_000
+
+
+def test_async_pool_dropped_without_close_is_collected(server):
+    async def main():
+        pool = fanta.AsyncPool(server.address, size=2)
+        assert await pool.request(b"once") == b"once"
+        native = pool._pool
+        reference = weakref.ref(pool)
+
+        del pool
+        gc.collect()
+        assert reference() is None
+        assert native.closed
+
+    asyncio.run(main())

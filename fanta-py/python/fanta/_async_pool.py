@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import weakref
 from typing import Any, Dict, Optional, Sequence, Union
 
 from . import _fanta
@@ -139,7 +140,11 @@ class AsyncPool:
                 raise PoolClosedError("pool closed")
             self._loop = loop
             self._queue = _fanta.CompletionQueue()
-            loop.add_reader(self._queue.fileno(), self._deliver, self._queue)
+            # The loop holds the reader callback for as long as it is registered, so the
+            # callback holds the pool only weakly: an AsyncPool that is dropped without close()
+            # is still collected, and the finalizer then closes it.
+            loop.add_reader(self._queue.fileno(), _deliver_to, weakref.ref(self), self._queue)
+            weakref.finalize(self, _release, loop, self._queue, self._pool)
         elif loop is not self._loop:
             raise RuntimeError("this AsyncPool belongs to another event loop; open one AsyncPool per loop")
 
@@ -157,3 +162,19 @@ class AsyncPool:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+def _deliver_to(pool_ref: "weakref.ref[AsyncPool]", queue: _fanta.CompletionQueue) -> None:
+    """Run the reader callback of the AsyncPool behind ``pool_ref``, or discard the results."""
+    pool = pool_ref()
+    if pool is None:
+        queue.drain()
+        return
+    pool._deliver(queue)
+
+
+def _release(loop: asyncio.AbstractEventLoop, queue: _fanta.CompletionQueue, pool: _fanta.Pool) -> None:
+    """Close a collected AsyncPool's native pool and remove its reader from the loop."""
+    pool.close()
+    if not loop.is_closed():
+        loop.remove_reader(queue.fileno())
