@@ -38,9 +38,10 @@ use crate::error::Error;
 use crate::protocol::{self, FrameKind};
 use crate::stats::Counters;
 
+pub(crate) use pending::Taken;
 pub use pending::MAX_SLOTS;
 pub(crate) use pending::{Callback, CompletionFn};
-use pending::{PendingTable, Responder, Taken};
+use pending::{PendingTable, Responder};
 pub(crate) use session::{handshake, run_session, Handshake, GOAWAY_DRAINED};
 
 /// The state callers and the session task share, behind [`Connection::state`].
@@ -291,31 +292,48 @@ impl Connection {
         std::mem::swap(&mut state.write_buffer, out);
     }
 
-    /// Delivers a RESPONSE or ERROR to the caller waiting on `id`.
-    pub(crate) fn complete(&self, id: u32, result: Result<Bytes, Error>) {
+    /// Delivers the RESPONSE and ERROR results in `batch` to the requests waiting on their ids,
+    /// taking the lock once for the whole batch, and empties `batch`.
+    ///
+    /// `taken` is scratch space that the caller keeps between batches to avoid allocating.
+    pub(crate) fn complete_batch(
+        &self,
+        batch: &mut Vec<(u32, Result<Bytes, Error>)>,
+        taken: &mut Vec<(Taken, Result<Bytes, Error>)>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+
         let was_full;
-        let taken;
         {
             let mut state = self.lock();
             was_full = state.pending.occupied() >= self.max_in_flight;
-            taken = state.pending.take(id);
+            for (id, result) in batch.drain(..) {
+                taken.push((state.pending.take(id), result));
+            }
             self.in_flight
                 .store(state.pending.occupied(), Ordering::Relaxed);
         }
 
-        match taken {
-            Taken::Waiting(responder) => {
-                self.completed.fetch_add(1, Ordering::Relaxed);
-                // An awaiting caller may have been dropped between the take and this send; its
-                // guard then found the slot already free, and the result is discarded.
-                responder.respond(result);
+        // The lock is released: now the callers are woken.
+        let mut completed = 0;
+        for (slot, result) in taken.drain(..) {
+            match slot {
+                Taken::Waiting(responder) => {
+                    completed += 1;
+                    // An awaiting caller may have been dropped between the take and this send;
+                    // its guard then found the slot already free, and the result is discarded.
+                    responder.respond(result);
+                }
+                Taken::Abandoned => {
+                    completed += 1;
+                    self.counters.record_late_response();
+                }
+                Taken::Unknown => self.counters.record_late_response(),
             }
-            Taken::Abandoned => {
-                self.completed.fetch_add(1, Ordering::Relaxed);
-                self.counters.record_late_response();
-            }
-            Taken::Unknown => self.counters.record_late_response(),
         }
+        self.completed.fetch_add(completed, Ordering::Relaxed);
 
         if was_full && self.is_accepting() {
             (self.on_capacity)();

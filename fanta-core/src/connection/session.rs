@@ -169,10 +169,18 @@ async fn read_loop(
     let mut buffer = leftover;
     // Set on GOAWAY: by then every request still in flight gets its response or is failed.
     let mut drain_deadline: Option<tokio::time::Instant> = None;
+    // Results decoded from one read, delivered under one lock; kept to reuse their capacity.
+    let mut batch = Vec::new();
+    let mut taken = Vec::new();
 
     loop {
         loop {
-            let frame = match decoder.decode(&mut buffer) {
+            let decoded = decoder.decode(&mut buffer);
+            if !matches!(decoded, Ok(Some(ref frame)) if is_result(frame)) {
+                // Results queued before any other frame, or the end of the data, go out first.
+                connection.complete_batch(&mut batch, &mut taken);
+            }
+            let frame = match decoded {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(error) => {
@@ -182,7 +190,7 @@ async fn read_loop(
             };
 
             match frame.kind {
-                FrameKind::Response => connection.complete(frame.id, Ok(frame.payload)),
+                FrameKind::Response => batch.push((frame.id, Ok(frame.payload))),
                 FrameKind::Error if frame.id == 0 => {
                     let message = String::from_utf8_lossy(&frame.payload).into_owned();
                     tracing::warn!(addr = %connection.address(), conn = connection.slot(), error = %message, "server failed the connection");
@@ -190,7 +198,7 @@ async fn read_loop(
                 }
                 FrameKind::Error => {
                     let message = String::from_utf8_lossy(&frame.payload).into_owned();
-                    connection.complete(frame.id, Err(Error::Server(message)));
+                    batch.push((frame.id, Err(Error::Server(message))));
                 }
                 FrameKind::Ping => {
                     connection.queue_frame(FrameKind::Pong, frame.id, &frame.payload)
@@ -254,6 +262,15 @@ async fn deadline_loop(connection: &Connection) -> Error {
             // An earlier deadline was queued; re-arm for it.
             _ = connection.deadline_changed.notified() => {}
         }
+    }
+}
+
+/// Whether `frame` answers one request (a RESPONSE, or an ERROR with a non-zero id).
+fn is_result(frame: &crate::protocol::Frame) -> bool {
+    match frame.kind {
+        FrameKind::Response => true,
+        FrameKind::Error => frame.id != 0,
+        _ => false,
     }
 }
 
