@@ -52,7 +52,7 @@ struct ConnectionState {
     closed: Option<Error>,
 }
 
-/// Why a connection did not take a request.
+/// The reason a connection did not take a request.
 #[derive(Debug)]
 pub(crate) enum Rejected {
     /// Closed, draining after GOAWAY, or full: the caller should pick another connection.
