@@ -29,8 +29,20 @@ pub(crate) fn payload(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Bytes> {
     }
 }
 
+/// Extracts a number of seconds (an int or a float); anything else is a `TypeError` naming
+/// `name`.
+fn number(value: &Bound<'_, PyAny>, name: &str) -> PyResult<f64> {
+    value.extract::<f64>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{name}: expected a number of seconds, got {}",
+            type_name(value)
+        ))
+    })
+}
+
 /// Converts seconds to a deadline length, accepting more than 0 and at most one year.
-pub(crate) fn seconds(value: f64, name: &str) -> PyResult<Duration> {
+pub(crate) fn seconds(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Duration> {
+    let value = number(value, name)?;
     let max = MAX_TIMEOUT.as_secs_f64();
     if !(value > 0.0 && value <= max) {
         return Err(PyValueError::new_err(format!(
@@ -41,8 +53,14 @@ pub(crate) fn seconds(value: f64, name: &str) -> PyResult<Duration> {
 }
 
 /// Like [`seconds`], with `None` passed through.
-pub(crate) fn optional_seconds(value: Option<f64>, name: &str) -> PyResult<Option<Duration>> {
-    value.map(|value| seconds(value, name)).transpose()
+pub(crate) fn optional_seconds(
+    value: Option<&Bound<'_, PyAny>>,
+    name: &str,
+) -> PyResult<Option<Duration>> {
+    match value {
+        Some(value) if !value.is_none() => seconds(value, name).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// Converts a non-negative seconds value that may be zero, such as a server delay.

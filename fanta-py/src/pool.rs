@@ -1,10 +1,11 @@
 //! `fanta.Pool`: the blocking pool, and the submit primitive that `fanta.AsyncPool` builds on.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fanta_core::config::{
-    DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_IN_FLIGHT, MAX_CONNECTIONS_PER_ADDRESS,
+    DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TIMEOUT, MAX_CONNECTIONS_PER_ADDRESS,
 };
 use fanta_core::connection::MAX_SLOTS;
 use fanta_core::{PoolConfig, Stats};
@@ -17,6 +18,9 @@ use crate::blocking::{wait_detached, Completion};
 use crate::completion_queue::CompletionQueue;
 use crate::errors::to_py_err;
 use crate::logging;
+
+/// Default `timeout` of `wait_connected`, in seconds: 5.
+const WAIT_CONNECTED_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A pool of multiplexed connections to one or more servers.
 ///
@@ -50,8 +54,8 @@ impl Pool {
         *,
         size = None,
         strategy = "round_robin",
-        timeout = 10.0,
-        connect_timeout = 5.0,
+        timeout = None,
+        connect_timeout = None,
         max_in_flight = None,
         wait_for_connection = true,
     ))]
@@ -61,8 +65,8 @@ impl Pool {
         addresses: &Bound<'_, PyAny>,
         size: Option<&Bound<'_, PyAny>>,
         strategy: &str,
-        timeout: f64,
-        connect_timeout: f64,
+        timeout: Option<&Bound<'_, PyAny>>,
+        connect_timeout: Option<&Bound<'_, PyAny>>,
         max_in_flight: Option<&Bound<'_, PyAny>>,
         wait_for_connection: bool,
     ) -> PyResult<Pool> {
@@ -75,8 +79,11 @@ impl Pool {
                 MAX_CONNECTIONS_PER_ADDRESS as u64,
             )? as usize)
             .strategy(strategy)
-            .timeout(args::seconds(timeout, "timeout")?)
-            .connect_timeout(args::seconds(connect_timeout, "connect_timeout")?)
+            .timeout(args::optional_seconds(timeout, "timeout")?.unwrap_or(DEFAULT_TIMEOUT))
+            .connect_timeout(
+                args::optional_seconds(connect_timeout, "connect_timeout")?
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            )
             .max_in_flight(args::integer_or(
                 max_in_flight,
                 u64::from(DEFAULT_MAX_IN_FLIGHT),
@@ -100,7 +107,7 @@ impl Pool {
         &self,
         py: Python<'py>,
         payload: &Bound<'py, PyAny>,
-        timeout: Option<f64>,
+        timeout: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let payload = args::payload(payload, "payload")?;
         let timeout = args::optional_seconds(timeout, "timeout")?;
@@ -129,7 +136,7 @@ impl Pool {
         queue: &CompletionQueue,
         request_id: u64,
         payload: &Bound<'_, PyAny>,
-        timeout: Option<f64>,
+        timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<RequestHandle> {
         let payload = args::payload(payload, "payload")?;
         let timeout = args::optional_seconds(timeout, "timeout")?;
@@ -145,12 +152,18 @@ impl Pool {
 
     /// Wait until `count` connections (default: all configured) are connected, or `timeout`
     /// seconds pass. Return whether they are.
-    #[pyo3(signature = (count = None, *, timeout = 5.0))]
-    fn wait_connected(&self, py: Python<'_>, count: Option<usize>, timeout: f64) -> PyResult<bool> {
+    #[pyo3(signature = (count = None, *, timeout = None))]
+    fn wait_connected(
+        &self,
+        py: Python<'_>,
+        count: Option<usize>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
         let configured = self.inner.stats().configured;
         let count = count.unwrap_or(configured);
         check_reachable(count, configured)?;
-        let deadline = Instant::now() + args::seconds(timeout, "timeout")?;
+        let timeout = args::optional_seconds(timeout, "timeout")?.unwrap_or(WAIT_CONNECTED_TIMEOUT);
+        let deadline = Instant::now() + timeout;
 
         wait_detached(
             py,
