@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+case "${1:-}" in
+    -h | --help)
+        cargo build --quiet --release -p fanta-core --example main_job
+        exec target/release/examples/main_job --help
+        ;;
+esac
+
 cargo build --release -p fanta-core --bin fanta-server --example main_job
 cargo build --release -p fanta-ffi
 

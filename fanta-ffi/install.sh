@@ -16,15 +16,30 @@
 # packaging tools expect. CARGO_TARGET_DIR is honoured; the default is the workspace's target/.
 set -euo pipefail
 
+usage="usage: $0 [--no-build] PREFIX"
+case "${1:-}" in
+    -h | --help)
+        echo "$usage"
+        echo "Builds libfanta and installs it under PREFIX (for example /usr/local or \$HOME/.local)."
+        exit 0
+        ;;
+esac
+
 build=1
 if [ "${1:-}" = --no-build ]; then
     build=0
     shift
 fi
 if [ $# -ne 1 ] || [ -z "$1" ]; then
-    echo "usage: $0 [--no-build] PREFIX" >&2
+    echo "$usage" >&2
     exit 2
 fi
+case $1 in
+    -*)
+        echo "install.sh: unknown option $1; $usage" >&2
+        exit 2
+        ;;
+esac
 prefix=$1
 case $prefix in
     /*) ;;

@@ -6,7 +6,9 @@
  *             is started on a free loopback port.
  *   REQUESTS  requests of each kind, blocking and asynchronous (default 20000).
  *
- * Build: cc client.c $(pkg-config --cflags --libs fanta) -pthread -o client */
+ * Build, after fanta-ffi/install.sh PREFIX with PREFIX/lib/pkgconfig on PKG_CONFIG_PATH:
+ *   cc client.c $(pkg-config --cflags --libs fanta) -pthread -Wl,-rpath,PREFIX/lib -o client
+ * The rpath (or LD_LIBRARY_PATH) is needed when PREFIX/lib is not a system library folder. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -149,7 +151,7 @@ int main(int argc, char **argv) {
         fanta_server_address(server, &address);
         printf("embedded server on %s\n", address);
     }
-    printf("libfanta %s\n", fanta_version());
+    printf("c: libfanta %s\n", fanta_version());
 
     /* Configure and open the pool; the config may be freed right after. */
     fanta_config *config = NULL;

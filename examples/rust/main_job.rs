@@ -22,7 +22,16 @@ struct Options {
     payload_bytes: usize,
 }
 
-fn parse_options() -> Result<Options, String> {
+const USAGE: &str = "\
+usage: main_job [--address HOST:PORT] [--callers N] [--requests N] [--connections N]
+                [--strategy round_robin|random] [--payload-bytes N]
+
+Routes requests from concurrent callers through one pool and prints a summary. Without
+--address, an embedded reference server is started on a free loopback port.
+Defaults: 64 callers, 200000 requests, 4 connections, round_robin, 16-byte payloads.";
+
+/// Parses the command line; `Ok(None)` means help was requested.
+fn parse_options() -> Result<Option<Options>, String> {
     let mut options = Options {
         address: None,
         callers: 64,
@@ -33,6 +42,12 @@ fn parse_options() -> Result<Options, String> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--address" | "--callers" | "--requests" | "--connections" | "--strategy"
+            | "--payload-bytes" => {}
+            other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),
+        }
         let value = args
             .next()
             .ok_or_else(|| format!("missing value for {arg}"))?;
@@ -48,15 +63,36 @@ fn parse_options() -> Result<Options, String> {
             "--connections" => options.connections = number()?,
             "--strategy" => options.strategy = value.clone(),
             "--payload-bytes" => options.payload_bytes = number()?.max(8),
-            other => return Err(format!("unknown option {other:?}")),
+            other => unreachable!("option {other} was checked above"),
         }
     }
-    Ok(options)
+    Ok(Some(options))
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let options = parse_options()?;
+async fn main() -> std::process::ExitCode {
+    let options = match parse_options() {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("main_job: {message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    // Errors are printed with Display, which carries the actionable message.
+    match run(options).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("main_job: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let embedded = match &options.address {
         Some(_) => None,
         None => Some(Server::bind(ServerConfig::loopback()).await?),
