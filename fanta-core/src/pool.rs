@@ -559,6 +559,7 @@ impl PoolShared {
                     },
                     in_flight: current.as_ref().map_or(0, |c| c.in_flight()),
                     completed: current.as_ref().map_or(0, |c| c.completed()),
+                    last_error: if forked { None } else { slot.last_error() },
                 }
             })
             .collect();

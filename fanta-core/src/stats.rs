@@ -119,6 +119,9 @@ pub struct ConnectionStats {
     pub in_flight: u32,
     /// Requests answered on the slot's current connection.
     pub completed: u64,
+    /// The most recent connect failure or disconnect cause of this slot, kept after the slot
+    /// connects again; `None` if it never failed.
+    pub last_error: Option<String>,
 }
 
 /// A snapshot of a pool's counters; see [`crate::Pool::stats`].

@@ -28,6 +28,7 @@ pub(crate) struct Slot {
     pub(crate) address: String,
     state: AtomicU8,
     current: Mutex<Option<Arc<Connection>>>,
+    last_error: Mutex<Option<String>>,
 }
 
 impl Slot {
@@ -37,7 +38,19 @@ impl Slot {
             address,
             state: AtomicU8::new(ConnectionState::Connecting as u8),
             current: Mutex::new(None),
+            last_error: Mutex::new(None),
         }
+    }
+
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_last_error(&self, error: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
     }
 
     pub(crate) fn state(&self) -> ConnectionState {
@@ -95,11 +108,13 @@ pub(crate) async fn supervise(pool: Arc<PoolShared>, slot: Arc<Slot>) {
                     attempt = 0;
                 }
             }
-            Err(error) if attempt < WARN_FAILURES => {
-                tracing::warn!(addr = %slot.address, conn = slot.index, %error, attempt, "connect failed");
-            }
             Err(error) => {
-                tracing::debug!(addr = %slot.address, conn = slot.index, %error, attempt, "connect failed");
+                if attempt < WARN_FAILURES {
+                    tracing::warn!(addr = %slot.address, conn = slot.index, %error, attempt, "connect failed");
+                } else {
+                    tracing::debug!(addr = %slot.address, conn = slot.index, %error, attempt, "connect failed");
+                }
+                slot.set_last_error(error.to_string());
             }
         }
 
@@ -179,6 +194,9 @@ async fn serve(
     // Idempotent after a normal exit; after a panic this is what fails the waiting callers.
     connection.close(cause.clone());
     slot.set_current(None);
+    if !matches!(cause, Error::PoolClosed) {
+        slot.set_last_error(cause.to_string());
+    }
 
     let graceful = matches!(&cause, Error::Disconnected(reason) if reason == GOAWAY_DRAINED);
     match cause {

@@ -1019,3 +1019,24 @@ fn submitted_request_cancels_and_times_out_once() {
     // Both ids stay reserved: the server still owes responses for them.
     assert_eq!(stats.in_flight, 2);
 }
+
+#[test]
+fn stats_show_last_connect_error() {
+    let placeholder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = placeholder.local_addr().unwrap().to_string();
+    drop(placeholder);
+
+    let pool = open_pool(&address, 1);
+    let started = Instant::now();
+    let last_error = loop {
+        if let Some(error) = pool.stats().connections[0].last_error.clone() {
+            break error;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no connect error recorded"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(last_error.contains("connect failed"), "{last_error}");
+}

@@ -185,7 +185,8 @@ impl Pool {
     /// Keys: configured, connected, in_flight, requests (completed plus errors), completed,
     /// errors, errors_by_kind, reconnects, late_responses, and connections: a list of dicts
     /// with address, state ("connecting", "connected", "draining", "backoff" or "closed"),
-    /// in_flight and completed.
+    /// in_flight, completed and last_error (the most recent connect failure or disconnect
+    /// cause as a string, or None).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         stats_dict(py, &self.inner.stats())
     }
@@ -262,6 +263,7 @@ fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, PyDict
         entry.set_item("state", connection.state.name())?;
         entry.set_item("in_flight", connection.in_flight)?;
         entry.set_item("completed", connection.completed)?;
+        entry.set_item("last_error", connection.last_error.as_deref())?;
         connections.append(entry)?;
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 import threading
 import time
 import weakref
@@ -138,3 +139,16 @@ def test_async_pool_dropped_without_close_is_collected(server):
         assert native.closed
 
     asyncio.run(main())
+
+
+def test_stats_show_last_connect_error():
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        address = "127.0.0.1:%d" % placeholder.getsockname()[1]
+
+    with fanta.Pool(address, size=1, timeout=0.2) as pool:
+        with pytest.raises(fanta.NoConnectionError):
+            pool.request(b"nobody listens")
+        connection = pool.stats()["connections"][0]
+        assert connection["state"] in ("connecting", "backoff")
+        assert "connect failed" in connection["last_error"]
