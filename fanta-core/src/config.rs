@@ -95,7 +95,7 @@ impl Backoff {
     }
 }
 
-/// Which strategy routes requests.
+/// The strategy that routes requests: a built-in one by name, or one the application supplies.
 #[derive(Clone)]
 pub enum StrategyChoice {
     /// A built-in strategy by name: `"round_robin"` or `"random"`.

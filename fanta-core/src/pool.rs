@@ -366,7 +366,7 @@ impl std::fmt::Debug for Pool {
 }
 
 impl PoolShared {
-    /// Routes and sends one request and waits for its answer, all within `timeout`.
+    /// Routes and sends one request and waits for its response, all within `timeout`.
     async fn request(&self, payload: &[u8], timeout: Duration) -> Result<Bytes, Error> {
         let result = self.request_unrecorded(payload, timeout).await;
         match &result {
@@ -381,7 +381,7 @@ impl PoolShared {
         self.request_until(payload, Instant::now() + timeout).await
     }
 
-    /// Routes and sends one request and waits for its answer, all before `deadline`.
+    /// Routes and sends one request and waits for its response, all before `deadline`.
     async fn request_until(&self, payload: &[u8], deadline: Instant) -> Result<Bytes, Error> {
         if self.runtime.is_stale() {
             return Err(Error::Forked);
@@ -413,15 +413,18 @@ impl PoolShared {
         pending.response().await
     }
 
-    /// Picks a connection and queues the request on it, or returns `None` if none has room.
+    /// Offers a request to the routable connections in the strategy's order until one takes it.
+    ///
+    /// `start` queues the request on one connection; on rejection it hands `carried` (the
+    /// request's completion, if it has one) back for the next attempt.
     #[inline]
-    fn try_route(
+    fn offer<T, C>(
         &self,
-        payload: &[u8],
-        deadline: Instant,
-    ) -> Result<Option<PendingRequest>, Error> {
+        mut carried: C,
+        mut start: impl FnMut(&Arc<Connection>, C) -> Result<T, (Rejected, C)>,
+    ) -> Offer<T, C> {
         if self.shutdown.is_triggered() {
-            return Err(Error::PoolClosed);
+            return Offer::Failed(Error::PoolClosed, carried);
         }
 
         let snapshot = self.group.load();
@@ -429,22 +432,42 @@ impl PoolShared {
         // failed attempt picks again. At most one attempt per entry keeps the loop finite.
         for _ in 0..snapshot.len() {
             let Some(index) = self.strategy.pick(&snapshot) else {
-                return Ok(None);
+                return Offer::NoRoom(carried);
             };
             let Some(entry) = snapshot.get(index) else {
-                return Err(Error::invalid(format!(
+                let error = Error::invalid(format!(
                     "strategy {:?} picked index {index} of {} connections",
                     self.strategy.name(),
                     snapshot.len()
-                )));
+                ));
+                return Offer::Failed(error, carried);
             };
-            match entry.value().start_request(payload, deadline) {
-                Ok(pending) => return Ok(Some(pending)),
-                Err(Rejected::Unavailable) => continue,
-                Err(Rejected::Invalid(error)) => return Err(error),
+            match start(entry.value(), carried) {
+                Ok(taken) => return Offer::Taken(taken),
+                Err((Rejected::Unavailable, returned)) => carried = returned,
+                Err((Rejected::Invalid(error), returned)) => return Offer::Failed(error, returned),
             }
         }
-        Ok(None)
+        Offer::NoRoom(carried)
+    }
+
+    /// Picks a connection and queues the request on it, or returns `None` if none has room.
+    #[inline]
+    fn try_route(
+        &self,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<Option<PendingRequest>, Error> {
+        let start = |connection: &Arc<Connection>, ()| {
+            connection
+                .start_request(payload, deadline)
+                .map_err(|rejected| (rejected, ()))
+        };
+        match self.offer((), start) {
+            Offer::Taken(pending) => Ok(Some(pending)),
+            Offer::NoRoom(()) => Ok(None),
+            Offer::Failed(error, ()) => Err(error),
+        }
     }
 
     /// Queues a submitted request on a routable connection, or returns its callback if none
@@ -456,33 +479,21 @@ impl PoolShared {
         deadline: Instant,
         callback: Callback,
     ) -> Result<RequestHandle, Callback> {
-        if self.shutdown.is_triggered() {
-            return Err(callback);
-        }
-
         let serial = callback.serial();
-        let mut callback = callback;
-        let snapshot = self.group.load();
-        for _ in 0..snapshot.len() {
-            let Some(entry) = self.strategy.pick(&snapshot).and_then(|i| snapshot.get(i)) else {
-                break;
-            };
-            let connection = entry.value();
-            match connection.start_submitted(payload, deadline, callback) {
-                Ok(id) => {
-                    return Ok(RequestHandle {
-                        inner: HandleInner::Queued {
-                            connection: connection.clone(),
-                            id,
-                            serial,
-                        },
-                    })
-                }
-                Err((Rejected::Unavailable, returned)) => callback = returned,
-                Err((Rejected::Invalid(_), returned)) => return Err(returned),
-            }
+        let start = |connection: &Arc<Connection>, callback| {
+            let id = connection.start_submitted(payload, deadline, callback)?;
+            Ok(RequestHandle {
+                inner: HandleInner::Queued {
+                    connection: connection.clone(),
+                    id,
+                    serial,
+                },
+            })
+        };
+        match self.offer(callback, start) {
+            Offer::Taken(handle) => Ok(handle),
+            Offer::NoRoom(callback) | Offer::Failed(_, callback) => Err(callback),
         }
-        Err(callback)
     }
 
     /// Waits for registry changes (or freed capacity) until a connection takes the request.
@@ -575,6 +586,17 @@ impl PoolShared {
             connections,
         }
     }
+}
+
+/// The outcome of [`PoolShared::offer`].
+enum Offer<T, C> {
+    /// A connection took the request.
+    Taken(T),
+    /// No routable connection had room; `C` comes back to the caller.
+    NoRoom(C),
+    /// The request cannot be sent: the pool is closed, the payload is too large, or the
+    /// strategy picked an index out of range.
+    Failed(Error, C),
 }
 
 /// A request started with [`Pool::submit`].

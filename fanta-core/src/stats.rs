@@ -70,7 +70,7 @@ impl ErrorCounts {
     }
 }
 
-/// Where a pool's connection slot is in its lifecycle.
+/// The lifecycle stage of a pool's connection slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum ConnectionState {
@@ -115,9 +115,9 @@ pub struct ConnectionStats {
     /// The configured `host:port`.
     pub address: String,
     pub state: ConnectionState,
-    /// Requests sent on the slot's current connection and not yet answered.
+    /// Requests sent on the slot's current connection and still without a response.
     pub in_flight: u32,
-    /// Requests answered on the slot's current connection.
+    /// Requests that got a response on the slot's current connection.
     pub completed: u64,
     /// The most recent connect failure or disconnect cause of this slot, kept after the slot
     /// connects again; `None` if it never failed.
@@ -139,7 +139,7 @@ pub struct Stats {
     pub errors: ErrorCounts,
     /// Successful connects after a slot's first one.
     pub reconnects: u64,
-    /// RESPONSE or ERROR frames whose id was not in flight (typically answers that arrived after
+    /// RESPONSE or ERROR frames whose id was not in flight (typically responses that arrived after
     /// their caller timed out); dropped, never delivered.
     pub late_responses: u64,
     pub connections: Vec<ConnectionStats>,

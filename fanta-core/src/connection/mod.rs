@@ -11,8 +11,8 @@
 //! # Shared state
 //!
 //! Callers and the session task share one mutex-protected [`ConnectionState`]: the in-flight
-//! table and the outgoing write buffer. A caller holds the lock just long enough to take an id
-//! and append its frame; the session's writer swaps the whole buffer out and writes it with one
+//! table and the outgoing write buffer. A caller keeps the lock just long enough to take an id
+//! and append its frame. The session's writer swaps the whole buffer out and writes it with one
 //! syscall, so frames from many callers go out together. No oneshot is completed while the lock
 //! is held.
 //!
@@ -146,7 +146,7 @@ impl Connection {
         self.slot
     }
 
-    /// Requests sent and not yet answered, including ones whose callers gave up.
+    /// Requests sent and still without a response, including ones whose callers gave up.
     #[inline]
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
@@ -157,7 +157,7 @@ impl Connection {
         self.max_in_flight
     }
 
-    /// Requests answered on this connection.
+    /// Requests that got a response on this connection.
     pub fn completed(&self) -> u64 {
         self.completed.load(Ordering::Relaxed)
     }
@@ -322,8 +322,8 @@ impl Connection {
             match slot {
                 Taken::Waiting(responder) => {
                     completed += 1;
-                    // An awaiting caller may have been dropped between the take and this send;
-                    // its guard then found the slot already free, and the result is discarded.
+                    // An awaiting caller may have been dropped between the take and this send.
+                    // Its guard then found the slot already free, and the result is discarded.
                     responder.respond(result);
                 }
                 Taken::Abandoned => {
@@ -340,7 +340,8 @@ impl Connection {
         }
     }
 
-    /// The earliest deadline of a request in flight, possibly one already answered.
+    /// Returns the earliest deadline of a request in flight, possibly of one that already got its
+    /// response.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.lock().pending.next_deadline()
     }
